@@ -1,0 +1,206 @@
+"""The ``nasforge`` command line.
+
+``run`` (train -> search -> report) and the phases alone: ``validate``, ``search``,
+``report``, ``export``, ``dashboard``, ``plugins``. A user error prints one line,
+``error: <file>: <yaml.path>: <what was expected>``, and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from .errors import NasforgeError
+
+
+def _plan(path: str):
+    from .config import load_plan
+
+    return load_plan(path)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    plan = _plan(args.experiment)
+    exp = plan.experiment
+    objectives = ", ".join(f"{o.direction} {o.metric}" for o in plan.objectives)
+    print(f"{args.experiment}: ok")
+    print(f"  space      {exp.space.name} ({plan.space.cardinality():,} archs)")
+    print(f"  objectives {objectives}")
+    if plan.constraints:
+        print(f"  constraints {', '.join(str(c) for c in plan.constraints)}")
+    print(
+        f"  search     {exp.search.strategy}, {exp.search.n_trials} trials, "
+        f"{exp.search.concurrency} concurrent, batches of {exp.search.batch_size}"
+    )
+    print(f"  run dir    {exp.resolved_run_dir}")
+    return 0
+
+
+def _search(plan, run_dir: Path) -> None:
+    from .engine import run_search
+
+    summary = run_search(plan, run_dir)
+    resumed = f" ({summary.resumed_complete} from before)" if summary.resumed_complete else ""
+    retried = (
+        f", {summary.orphans_retried} orphaned trials retried" if summary.orphans_retried else ""
+    )
+    print(
+        f"search: {summary.complete} complete{resumed}, {summary.failed} failed{retried} "
+        f"in {summary.wall_s:.1f}s; study '{summary.study_name}' in {summary.storage}"
+    )
+
+
+def _report(run_dir: Path, plan=None) -> None:
+    from .report import write_report
+
+    report = write_report(run_dir, plan=plan)
+    print(
+        f"report: {report.complete} complete / {report.trials} trials, "
+        f"{len(report.pareto)} on the Pareto front"
+    )
+    for path in report.files:
+        print(f"  {path}")
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    plan = _plan(args.experiment)
+    _search(plan, Path(args.run_dir or plan.experiment.resolved_run_dir))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    plan = _plan(args.experiment)
+    run_dir = Path(args.run_dir or plan.experiment.resolved_run_dir)
+    if plan.experiment.train is not None:
+        raise NasforgeError("train: supernet training is not available in this version")
+    _search(plan, run_dir)
+    _report(run_dir, plan)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    _report(Path(args.run_dir))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .report import load_run
+
+    run_dir = Path(args.run_dir)
+    plan, study = load_run(run_dir)
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    trial = trials.get(args.trial)
+    if trial is None or trial.state.name != "COMPLETE":
+        raise NasforgeError(f"{run_dir}: trial {args.trial} does not exist or did not complete")
+    out = run_dir / "subnets" / str(args.trial)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {
+        "trial": trial.number,
+        "arch": trial.user_attrs["arch"],
+        "metrics": {m: trial.user_attrs.get(m) for m in plan.metrics},
+        "space": plan.experiment.space.model_dump(),
+    }
+    (out / "arch.json").write_text(json.dumps(record, indent=2))
+    print(f"exported trial {trial.number}: {out / 'arch.json'}")
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from optuna_dashboard import run_server
+
+    from .engine.storage import mask_url, open_storage, storage_url
+    from .report import load_run
+
+    run_dir = Path(args.run_dir)
+    plan, _ = load_run(run_dir)
+    url = storage_url(plan.experiment.search.storage, run_dir.resolve())
+    print(
+        f"dashboard for {mask_url(url)} on http://{args.host}:{args.port}/ (Ctrl-C to stop)",
+        flush=True,
+    )
+    run_server(open_storage(url, run_dir.resolve()), host=args.host, port=args.port)
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from .plugins import registry
+
+    items = list(registry())
+    if args.json:
+        print(json.dumps([
+            {"kind": i.kind, "name": i.name, "plugin": i.plugin, "distribution": i.distribution,
+             "version": i.version, "summary": i.summary}
+            for i in items
+        ], indent=2))  # fmt: skip
+        return 0
+    rows = [("KIND", "NAME", "PLUGIN", "DISTRIBUTION", "SUMMARY")]
+    rows += [
+        (i.kind, i.name, i.plugin, f"{i.distribution or '-'} {i.version or ''}".strip(), i.summary)
+        for i in items
+    ]
+    widths = [max(len(r[c]) for r in rows) for c in range(4)]
+    for r in rows:
+        print("  ".join(r[c].ljust(widths[c]) for c in range(4)) + "  " + r[4])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nasforge", description="One-shot, hardware-aware neural architecture search."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show library logs")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("run", cmd_run, "train (if configured), search, then report")
+    p.add_argument("experiment", help="experiment YAML file")
+    p.add_argument("--run-dir", help="override the run directory (default runs/<name>)")
+    p = add("search", cmd_search, "run or resume the search phase")
+    p.add_argument("experiment")
+    p.add_argument("--run-dir")
+    p = add("validate", cmd_validate, "check an experiment file without running it")
+    p.add_argument("experiment")
+    p = add("report", cmd_report, "write trials.csv, pareto.csv/json/png of a run")
+    p.add_argument("run_dir")
+    p = add("export", cmd_export, "export a trial's arch and metrics to RUN_DIR/subnets/N/")
+    p.add_argument("run_dir")
+    p.add_argument("--trial", type=int, required=True)
+    p = add("dashboard", cmd_dashboard, "serve optuna-dashboard for a run's study")
+    p.add_argument("run_dir")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080)
+    p = add("plugins", cmd_plugins, "list installed plugins and what they register")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.verbose:
+        logging.basicConfig(level=logging.ERROR)
+        warnings.filterwarnings("ignore")
+        os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        return args.func(args)
+    except NasforgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

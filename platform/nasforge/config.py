@@ -1,0 +1,429 @@
+"""The experiment file: YAML validated into typed models, every error one line.
+
+:func:`load_experiment` reads a YAML file into an :class:`Experiment` (shape and types,
+checked by pydantic); :func:`resolve` then binds its names to installed plugins, validates
+each plugin's options against the plugin's own ``Options`` model, and checks that the
+pieces fit together (objective metrics exist, estimators understand the space). Both raise
+:class:`~nasforge.errors.ConfigError` whose message names the YAML path at fault, e.g.
+``search.strategy: unknown strategy 'nsga4' (available: gp, nsga2, nsga3, random, tpe)``.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError, PluginError
+from .plugins import Registry, registry
+from .sdk import Component, Estimator, Hardware, Metric, Objective, Strategy
+from .space import SearchSpace
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComponentSpec(_Model):
+    """A plugin item named in the experiment, with the options it is built with."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainSpec(_Model):
+    """Supernet training: which trainer and its options."""
+
+    trainer: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ObjectiveSpec(_Model):
+    """A metric to optimise; ``direction`` defaults to the metric's natural one."""
+
+    metric: str
+    direction: Literal["maximize", "minimize"] | None = None
+
+
+class Resources(_Model):
+    """Resources one Ray Tune trial reserves."""
+
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+
+class SearchSpec(_Model):
+    """How the search runs: strategy, budget, parallelism, retries and the study's storage."""
+
+    strategy: str = "nsga2"
+    options: dict[str, Any] = Field(default_factory=dict)
+    n_trials: int = Field(ge=1)
+    seed: int | None = 0
+    concurrency: int = Field(1, ge=1)
+    batch_size: int = Field(1, ge=1)
+    resources_per_trial: Resources = Field(default_factory=Resources)
+    max_retries: int = Field(2, ge=0)
+    max_failed_trials: int | None = Field(None, ge=0)
+    storage: str | None = None
+    study_name: str | None = None
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_kind(cls, value: str | None) -> str | None:
+        if value is None or value.startswith("journal:") or re.match(r"^[a-z0-9+]+://", value):
+            return value
+        raise ValueError(
+            "expected an RDB URL (sqlite:///PATH, postgresql://HOST/DB, mysql://…) or "
+            f"journal:PATH, got {value!r}"
+        )
+
+
+class Experiment(_Model):
+    """A whole experiment as written in its YAML file."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    run_dir: str | None = None
+    space: ComponentSpec
+    train: TrainSpec | None = None
+    estimators: list[ComponentSpec] = Field(min_length=1)
+    hardware: list[ComponentSpec] = Field(default_factory=list)
+    objectives: list[ObjectiveSpec] = Field(min_length=1)
+    constraints: list[str] = Field(default_factory=list)
+    search: SearchSpec
+
+    @property
+    def resolved_run_dir(self) -> Path:
+        """``run_dir`` if set, else ``runs/<name>`` (relative to the working directory)."""
+        return Path(self.run_dir) if self.run_dir else Path("runs") / self.name
+
+
+# -- constraints -------------------------------------------------------------------------
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<=": operator.le,
+    "<": operator.lt,
+    ">=": operator.ge,
+    ">": operator.gt,
+}
+_CONSTRAINT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(<=|>=|<|>)\s*(\S+)\s*$")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``metric <= bound`` (or ``>=``); :meth:`violation` is ``<= 0`` when satisfied."""
+
+    metric: str
+    op: str
+    bound: float
+
+    @classmethod
+    def parse(cls, text: str) -> Constraint:
+        match = _CONSTRAINT.match(text)
+        if not match:
+            raise ValueError(f"expected 'METRIC <= NUMBER' or 'METRIC >= NUMBER', got {text!r}")
+        metric, op, bound = match.groups()
+        try:
+            value = float(bound)
+        except ValueError:
+            raise ValueError(f"expected a number after {op!r}, got {bound!r}") from None
+        if not math.isfinite(value):
+            raise ValueError(f"expected a finite bound, got {bound!r}")
+        return cls(metric, op, value)
+
+    def violation(self, value: float) -> float:
+        """Optuna's constraint value: how far ``value`` is on the wrong side (≤ 0 is feasible)."""
+        return value - self.bound if self.op in ("<=", "<") else self.bound - value
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.bound:g}"
+
+
+# -- loading -----------------------------------------------------------------------------
+
+
+def _dotted(loc: Sequence[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _fields_of(model: type[BaseModel], loc: Sequence[Any]) -> list[str]:
+    """The field names allowed at ``loc`` (for 'unknown field' messages)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        candidates = [ann, *getattr(ann, "__args__", ())]
+        current = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+    return sorted(getattr(current, "model_fields", {}))
+
+
+def _message(error: Mapping[str, Any], model: type[BaseModel]) -> tuple[str, str]:
+    loc = list(error["loc"])
+    kind = error["type"]
+    value = error.get("input")
+    if kind == "missing":
+        return _dotted(loc), "required field is missing"
+    if kind == "extra_forbidden":
+        allowed = _fields_of(model, loc[:-1])
+        hint = f" (expected one of: {', '.join(allowed)})" if allowed else ""
+        return _dotted(loc), f"unknown field{hint}"
+    if kind == "value_error":
+        return _dotted(loc), str(error["ctx"]["error"])
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return _dotted(loc), f"expected an integer, got {value!r}"
+    if kind in ("float_parsing", "float_type"):
+        return _dotted(loc), f"expected a number, got {value!r}"
+    if kind in ("bool_parsing", "bool_type"):
+        return _dotted(loc), f"expected true or false, got {value!r}"
+    if kind in ("string_type",):
+        return _dotted(loc), f"expected a string, got {value!r}"
+    if kind in ("list_type",):
+        return _dotted(loc), f"expected a list, got {value!r}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return _dotted(loc), f"expected a mapping, got {value!r}"
+    if kind == "too_short":
+        return _dotted(loc), f"expected at least {error['ctx']['min_length']} entry, got none"
+    if kind == "string_pattern_mismatch":
+        return _dotted(loc), f"expected letters, digits, '_', '.' or '-', got {value!r}"
+    if kind == "literal_error":
+        return _dotted(loc), f"expected {error['ctx']['expected']}, got {value!r}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        sign = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
+                "less_than_equal": "<="}[kind]  # fmt: skip
+        bound = next(iter(error["ctx"].values()))
+        return _dotted(loc), f"must be {sign} {bound}, got {value!r}"
+    return _dotted(loc), f"{error['msg']} (got {value!r})"
+
+
+def _first_error(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> ConfigError:
+    errors = exc.errors(include_url=False)
+    # Union branches report one error each; prefer the one that is not about the type.
+    error = errors[0]
+    path, message = _message(error, model)
+    if prefix:
+        path = f"{prefix}.{path}" if path and not path.startswith("[") else f"{prefix}{path}"
+    return ConfigError(path, message)
+
+
+def parse_experiment(data: Any) -> Experiment:
+    """Validate an already-parsed YAML document into an :class:`Experiment`."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("", f"expected a mapping of experiment fields, got {type(data).__name__}")
+    try:
+        experiment = Experiment.model_validate(data)
+    except ValidationError as exc:
+        raise _first_error(exc, Experiment) from None
+    for i, text in enumerate(experiment.constraints):
+        try:
+            Constraint.parse(text)
+        except ValueError as exc:
+            raise ConfigError(f"constraints[{i}]", str(exc)) from None
+    return experiment
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read and validate an experiment file; errors name the file and the YAML path."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError("", f"cannot read experiment file: {exc.strerror}", str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError("", f"invalid YAML{where}: {problem}", str(path)) from None
+    try:
+        return parse_experiment(data)
+    except ConfigError as exc:
+        raise exc.with_file(str(path)) from None
+
+
+# -- resolving names to plugins ----------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """An experiment bound to built plugin objects, ready to run.
+
+    ``metrics`` maps each produced metric name to its :class:`Metric` and ``producers``
+    to the YAML path of the component producing it.
+    """
+
+    experiment: Experiment
+    space: SearchSpace
+    estimators: list[Estimator]
+    hardware: list[Hardware]
+    strategy: Strategy
+    objectives: list[Objective]
+    constraints: list[Constraint]
+    metrics: dict[str, Metric]
+    producers: dict[str, str]
+
+
+def _options(item: Any, options: Mapping[str, Any], path: str) -> dict[str, Any]:
+    model = item.options_model
+    if model is None:
+        return dict(options)
+    try:
+        return model.model_validate(dict(options)).model_dump()
+    except ValidationError as exc:
+        raise _first_error(exc, model, prefix=path) from None
+
+
+def _build(
+    kind: str,
+    name: str,
+    name_path: str,
+    options_path: str,
+    reg: Registry,
+    options: Mapping[str, Any],
+    **kwargs: Any,
+) -> Any:
+    """Look ``name`` up, validate ``options`` against its ``Options`` model, build it."""
+    try:
+        item = reg.get(kind, name)
+    except KeyError as exc:
+        raise ConfigError(name_path, exc.args[0]) from None
+    opts = _options(item, options, options_path)
+    try:
+        return item.factory(**kwargs, **opts)
+    except (ConfigError, PluginError):
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(options_path, f"{kind} '{name}' rejected its options: {exc}") from None
+    except Exception as exc:
+        raise PluginError(
+            f"{kind} '{name}' from plugin {item.origin} raised while being built: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _check_fits(component: Component, space: SearchSpace, path: str, name: str, kind: str) -> None:
+    types = component.space_types
+    if types and not isinstance(space, types):
+        supported = ", ".join(t.__name__ for t in types)
+        raise ConfigError(
+            path,
+            f"{kind} '{name}' does not support space {type(space).__name__} (it supports: {supported})",
+        )
+
+
+def resolve(experiment: Experiment, reg: Registry | None = None) -> Plan:
+    """Bind an experiment's names to installed plugins and check that everything fits."""
+    reg = reg or registry()
+    space = _build(
+        "space", experiment.space.name, "space.name", "space.options", reg, experiment.space.options
+    )
+    if not isinstance(space, SearchSpace):
+        raise PluginError(f"space '{experiment.space.name}' did not build a SearchSpace")
+    if experiment.train is not None:
+        train = experiment.train
+        _build("trainer", train.trainer, "train.trainer", "train.options", reg, train.options)
+
+    metrics: dict[str, Metric] = {}
+    producers: dict[str, str] = {}
+    built: dict[str, list[Any]] = {"estimator": [], "hardware": []}
+    sections = (("estimator", "estimators", Estimator), ("hardware", "hardware", Hardware))
+    for kind, section, base in sections:
+        for i, spec in enumerate(getattr(experiment, section)):
+            path = f"{section}[{i}]"
+            component = _build(
+                kind, spec.name, f"{path}.name", f"{path}.options", reg, spec.options, space=space
+            )
+            if not isinstance(component, base):
+                raise PluginError(f"{kind} '{spec.name}' did not build a {base.__name__}")
+            _check_fits(component, space, f"{path}.name", spec.name, kind)
+            if component.requires_supernet and experiment.train is None:
+                raise ConfigError(
+                    f"{path}.name",
+                    f"{kind} '{spec.name}' needs a trained supernet: add a 'train' section",
+                )
+            for metric_name, metric in component.metrics.items():
+                if metric_name in producers:
+                    raise ConfigError(
+                        f"{path}.name",
+                        f"metric '{metric_name}' is produced twice: by {producers[metric_name]} "
+                        f"and by {path} ('{spec.name}')",
+                    )
+                metrics[metric_name] = metric
+                producers[metric_name] = f"{path} ('{spec.name}')"
+            built[kind].append(component)
+
+    available = ", ".join(sorted(metrics)) or "none"
+    objectives: list[Objective] = []
+    for i, objective in enumerate(experiment.objectives):
+        metric = metrics.get(objective.metric)
+        if metric is None:
+            raise ConfigError(
+                f"objectives[{i}].metric",
+                f"no estimator or hardware model produces '{objective.metric}' (available: {available})",
+            )
+        direction = objective.direction or metric.better
+        if direction is None:
+            raise ConfigError(
+                f"objectives[{i}].direction",
+                f"metric '{objective.metric}' has no natural direction: set maximize or minimize",
+            )
+        if any(o.metric == objective.metric for o in objectives):
+            raise ConfigError(f"objectives[{i}].metric", f"'{objective.metric}' is listed twice")
+        objectives.append(Objective(objective.metric, direction))
+
+    constraints = [Constraint.parse(text) for text in experiment.constraints]
+    for i, constraint in enumerate(constraints):
+        if constraint.metric not in metrics:
+            raise ConfigError(
+                f"constraints[{i}]",
+                f"no estimator or hardware model produces '{constraint.metric}' (available: {available})",
+            )
+
+    search = experiment.search
+    strategy = _build(
+        "strategy", search.strategy, "search.strategy", "search.options", reg, search.options
+    )
+    if len(objectives) > 1 and not strategy.multi_objective:
+        raise ConfigError(
+            "search.strategy",
+            f"strategy '{experiment.search.strategy}' handles one objective, "
+            f"but {len(objectives)} are given",
+        )
+    return Plan(
+        experiment=experiment,
+        space=space,
+        estimators=built["estimator"],
+        hardware=built["hardware"],
+        strategy=strategy,
+        objectives=objectives,
+        constraints=constraints,
+        metrics=metrics,
+        producers=producers,
+    )
+
+
+def load_plan(path: str | Path, reg: Registry | None = None) -> Plan:
+    """:func:`load_experiment` then :func:`resolve`, errors naming the file."""
+    experiment = load_experiment(path)
+    try:
+        return resolve(experiment, reg)
+    except ConfigError as exc:
+        raise exc.with_file(str(path)) from None

@@ -1,0 +1,322 @@
+"""One search phase: lock the run, open or resume the study, fan trials out with Ray Tune.
+
+Resume is the ordinary path: running the same experiment again opens the same study,
+counts its COMPLETE trials toward ``search.n_trials``, marks trials a dead driver left
+RUNNING as FAIL and re-enqueues their archs, and seeds the duplicate cache with every
+evaluated arch — so no completed trial is ever re-run. Stock ``Tuner.restore`` is not used:
+Tune's own experiment state lags the study and would re-report finished trials.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from ..config import Plan
+from ..errors import NasforgeError, StudyError
+from ..plugins import Registry, registry
+from .record import StudyRecord
+from .searcher import RESERVED_ATTRS, Progress, StudySearcher
+from .storage import mask_url, open_storage, storage_url
+from .worker import evaluate_trial
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchSummary:
+    """What a search phase did: counts, timing, and where the study lives."""
+
+    study_name: str
+    storage: str
+    complete: int
+    failed: int
+    resumed_complete: int
+    orphans_retried: int
+    wall_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class RunLock:
+    """An exclusive lock on a run directory, released by the OS if the process dies."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / ".lock"
+        self.fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise StudyError(
+                f"{self.path.parent}: another nasforge process (pid {holder}) is running this "
+                "experiment; wait for it or stop it"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def open_study(plan: Plan, run_dir: Path) -> tuple[optuna.Study, str]:
+    """Create or load the experiment's study; refuse one whose objectives differ."""
+    experiment = plan.experiment
+    url = storage_url(experiment.search.storage, run_dir)
+    storage = open_storage(url, run_dir)
+    name = experiment.search.study_name or experiment.name
+    directions = [o.direction for o in plan.objectives]
+    names = [o.metric for o in plan.objectives]
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        study = optuna.create_study(study_name=name, storage=storage, directions=directions)
+        study.set_metric_names(names)
+        study.set_user_attr("experiment", experiment.model_dump(mode="json"))
+        return study, url
+    stored = [d.name.lower() for d in study.directions]
+    if stored != directions or (study.metric_names or names) != names:
+        raise StudyError(
+            f"study '{name}' in {mask_url(url)} optimises {study.metric_names} {stored}, but the "
+            f"experiment asks {names} {directions}: set search.study_name to start a new study"
+        )
+    return study, url
+
+
+ORPHANED = "orphaned: its driver stopped before it finished"
+
+
+@dataclass
+class Recovered:
+    """What a (re)started search learns from the study before asking for anything."""
+
+    cache: dict[str, tuple[int, dict[str, float]]]  # canonical key -> (trial, metrics)
+    complete: int
+    orphans: int  # trials found RUNNING and marked FAIL now
+    retry: list[tuple[int, dict[str, Any]]]  # (orphaned trial number, arch) to evaluate again
+
+
+def recover(study: optuna.Study, plan: Plan) -> Recovered:
+    """Rebuild the search's state from the study alone.
+
+    Trials left RUNNING by a dead driver are marked FAIL (``error`` says orphaned); every
+    orphaned arch that has not completed since, and has not been retried yet, is returned
+    for retry — so a driver that dies again before retrying loses nothing either.
+    """
+    metric_names = list(plan.metrics)
+    storage = study._storage
+    trials = study.get_trials(deepcopy=False)
+    orphans = 0
+    for trial in trials:
+        if trial.state in (TrialState.RUNNING, TrialState.WAITING):
+            storage.set_trial_user_attr(trial._trial_id, "error", ORPHANED)
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            orphans += 1
+    if orphans:
+        trials = study.get_trials(deepcopy=False)
+    cache: dict[str, tuple[int, dict[str, float]]] = {}
+    complete = 0
+    retried = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
+    for trial in trials:
+        if trial.state == TrialState.COMPLETE:
+            complete += 1
+            key = trial.user_attrs.get("key")
+            metrics = {m: trial.user_attrs[m] for m in metric_names if m in trial.user_attrs}
+            if key is not None and key not in cache and len(metrics) == len(metric_names):
+                cache[key] = (trial.number, metrics)
+    retry: list[tuple[int, dict[str, Any]]] = []
+    keys: set[str] = set()
+    for trial in trials:
+        arch, key = trial.user_attrs.get("arch"), trial.user_attrs.get("key")
+        if (
+            trial.state == TrialState.FAIL
+            and trial.user_attrs.get("error") == ORPHANED
+            and trial.number not in retried
+            and arch is not None
+            and key not in cache
+            and key not in keys
+        ):
+            retry.append((trial.number, arch))
+            keys.add(key)
+    return Recovered(cache, complete, orphans, retry)
+
+
+def _check_metric_names(plan: Plan) -> None:
+    clash = sorted(RESERVED_ATTRS & set(plan.metrics))
+    if clash:
+        raise StudyError(
+            f"metric name {clash[0]!r} is reserved for the engine's trial attributes "
+            f"({', '.join(sorted(RESERVED_ATTRS))}); rename it in its plugin"
+        )
+
+
+def _ray_init() -> None:
+    import ray
+
+    if not ray.is_initialized():
+        address = os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+
+def run_search(
+    plan: Plan,
+    run_dir: Path | None = None,
+    *,
+    reg: Registry | None = None,
+    progress: bool = True,
+) -> SearchSummary:
+    """Run (or resume) the experiment's search until ``n_trials`` trials are COMPLETE."""
+    reg = reg or registry()
+    experiment = plan.experiment
+    spec = experiment.search
+    run_dir = Path(run_dir or experiment.resolved_run_dir).resolve()
+    _check_metric_names(plan)
+    start = time.perf_counter()
+    with RunLock(run_dir):
+        (run_dir / "experiment.json").write_text(
+            json.dumps(experiment.model_dump(mode="json"), indent=2)
+        )
+        study, url = open_study(plan, run_dir)
+        recovered = recover(study, plan)
+        complete = recovered.complete
+        summary = SearchSummary(
+            study.study_name, mask_url(url), complete, 0, complete, recovered.orphans, 0.0
+        )
+        reg.notify("experiment_start", raise_errors=True, experiment=experiment, run_dir=run_dir)
+        status, error = "ok", None
+        try:
+            if complete < spec.n_trials:
+                searcher = _run_tune(plan, study, run_dir, recovered, reg, progress)
+                summary.complete, summary.failed = searcher.complete, searcher.failed
+                if searcher.gave_up:
+                    raise NasforgeError(f"search stopped: {searcher.gave_up}")
+                if searcher.complete < spec.n_trials:
+                    raise NasforgeError(
+                        f"search ended with {searcher.complete}/{spec.n_trials} complete trials"
+                    )
+        except BaseException as exc:
+            status, error = "error", str(exc)
+            raise
+        finally:
+            summary.wall_s = time.perf_counter() - start
+            reg.notify(
+                "experiment_end",
+                raise_errors=False,
+                experiment=experiment,
+                run_dir=run_dir,
+                summary={
+                    "phase": "search",
+                    "status": status,
+                    "complete": summary.complete,
+                    "failed": summary.failed,
+                    "wall_s": summary.wall_s,
+                    "error": error,
+                },
+            )
+    return summary
+
+
+def _run_tune(
+    plan: Plan,
+    study: optuna.Study,
+    run_dir: Path,
+    recovered: Recovered,
+    reg: Registry,
+    show_progress: bool,
+) -> StudySearcher:
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(plan.experiment.search.concurrency))
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    from ray import tune
+
+    # With Tune's file loggers off (the study is the record), its result grid complains
+    # that no result files exist; nothing is missing.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    _ray_init()
+    spec = plan.experiment.search
+    constraints = plan.constraints
+
+    def constraints_func(trial: optuna.trial.FrozenTrial) -> list[float]:
+        return [c.violation(trial.user_attrs[c.metric]) for c in constraints]
+
+    sampler = plan.strategy.sampler(
+        plan.space,
+        plan.objectives,
+        spec.seed,
+        constraints_func if constraints and plan.strategy.supports_constraints else None,
+    )
+    record = StudyRecord(study, sampler)
+    for number, arch in recovered.retry:
+        record.enqueue(plan.space.to_params(arch), {"retry_of": number})
+    wants_trials = bool(reg.pm.hook.trial_complete.get_hookimpls())
+    progress = Progress(plan, spec.n_trials) if show_progress else None
+
+    def on_told(trial: optuna.Trial, state: TrialState) -> None:
+        if wants_trials:
+            frozen = record.frozen(trial)
+            reg.notify(
+                "trial_complete", raise_errors=False, experiment=plan.experiment, trial=frozen
+            )
+        if progress:
+            progress.update(searcher)
+
+    max_failed = spec.max_failed_trials
+    searcher = StudySearcher(
+        record,
+        plan,
+        n_trials=spec.n_trials,
+        max_failed_trials=spec.n_trials if max_failed is None else max_failed,
+        cache=recovered.cache,
+        complete=recovered.complete,
+        on_told=on_told,
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(
+            evaluate_trial,
+            experiment=plan.experiment.model_dump(mode="json"),
+            run_dir=str(run_dir),
+        ),
+        {"cpu": spec.resources_per_trial.cpu, "gpu": spec.resources_per_trial.gpu},
+    )
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            num_samples=-1,
+            max_concurrent_trials=spec.concurrency,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=f"search-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
+            storage_path=str(run_dir / "tune"),
+            failure_config=tune.FailureConfig(max_failures=spec.max_retries),
+            verbose=0,
+            log_to_file=False,
+        ),
+    )
+    tuner.fit()
+    if progress:
+        progress.update(searcher, force=True)
+    return searcher

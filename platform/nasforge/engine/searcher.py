@@ -1,0 +1,201 @@
+"""The Ray Tune searcher that drives the study record by ask/tell.
+
+Tune asks :class:`StudySearcher` for a trial config; the searcher asks the strategy's
+sampler for up to ``batch_size`` archs, drops the ones already evaluated (their cached
+metrics are told at once) or being evaluated (they wait for that evaluation), and hands the
+rest to one Tune trial. When Tune reports the trial done, every Optuna trial it stood for is
+told its values — or marked FAIL with the error — and stored with its arch and metrics.
+
+The study, not Tune, is the record: this searcher keeps no state worth checkpointing, so
+:meth:`save_to_dir` does nothing and a restarted driver rebuilds everything from the study.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from ..config import Plan
+from ..pareto import pareto_mask
+from .record import StudyRecord
+
+log = logging.getLogger(__name__)
+
+#: user attributes the engine writes on every trial (metric names may not shadow them)
+RESERVED_ATTRS = frozenset(
+    {"arch", "key", "error", "device", "node", "wall_s", "duplicate_of", "retry_of"}
+)
+
+
+class StudySearcher(Searcher):
+    """Ask/tell bridge between Ray Tune and a :class:`StudyRecord`; see the module docstring."""
+
+    def __init__(
+        self,
+        record: StudyRecord,
+        plan: Plan,
+        *,
+        n_trials: int,
+        max_failed_trials: int,
+        cache: dict[str, tuple[int, dict[str, float]]],
+        complete: int,
+        on_told: Callable[[optuna.Trial, TrialState], None] | None = None,
+    ):
+        super().__init__()
+        self.record = record
+        self.plan = plan
+        self.n_trials = n_trials
+        self.batch_size = plan.experiment.search.batch_size
+        self.max_failed_trials = max_failed_trials
+        self.cache = cache  # canonical key -> (trial number, metrics)
+        self.complete = complete
+        self.failed = 0
+        self.waiting: dict[str, list[optuna.Trial]] = {}  # key -> trials awaiting that eval
+        self.live: dict[str, list[str]] = {}  # tune trial id -> keys it evaluates
+        self.on_told = on_told
+        self.values: list[list[float]] = []
+        self.gave_up: str | None = None
+
+    @property
+    def pending(self) -> int:
+        return sum(len(trials) for trials in self.waiting.values())
+
+    def _want_more(self) -> bool:
+        return self.gave_up is None and self.complete + self.pending < self.n_trials
+
+    # -- Tune's interface ----------------------------------------------------------
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        archs: list[dict[str, Any]] = []
+        keys: list[str] = []
+        numbers: list[int] = []
+        attempts = 0
+        while (
+            len(archs) < self.batch_size and self._want_more() and attempts < 20 * self.batch_size
+        ):
+            attempts += 1
+            trial = self.record.ask()
+            try:
+                arch = self.plan.space.suggest(trial)
+                key = self.plan.space.key(arch)
+            except Exception as exc:  # a space that cannot build an arch from its params
+                self._fail(trial, f"{type(exc).__name__}: {exc}")
+                continue
+            self.record.start(trial, {"arch": arch, "key": key})
+            if key in self.cache:
+                number, metrics = self.cache[key]
+                self._tell(trial, metrics, {"duplicate_of": number})
+            elif key in self.waiting:
+                self.waiting[key].append(trial)
+            else:
+                self.waiting[key] = [trial]
+                archs.append(arch)
+                keys.append(key)
+                numbers.append(trial.number)
+        if archs:
+            self.live[trial_id] = keys
+            return {"archs": archs, "numbers": numbers}
+        if self.gave_up is not None or (self.complete >= self.n_trials and not self.pending):
+            return Searcher.FINISHED
+        return None  # wait for running trials (their failures may call for more)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        keys = self.live.pop(trial_id, [])
+        batch = (result or {}).get("batch")
+        if error or not batch or len(batch) != len(keys):
+            reason = "the worker evaluating it died (retries exhausted)"
+            for key in keys:
+                for trial in self.waiting.pop(key, []):
+                    self._fail(trial, reason)
+            return
+        extra = {"device": result.get("device", ""), "node": result.get("node", "")}
+        for key, outcome in zip(keys, batch, strict=True):
+            trials = self.waiting.pop(key, [])
+            if not outcome["ok"]:
+                for trial in trials:
+                    self._fail(trial, outcome["error"])
+                continue
+            metrics = outcome["metrics"]
+            for i, trial in enumerate(trials):
+                attrs = {**extra, "wall_s": outcome["wall_s"]}
+                if i:
+                    attrs["duplicate_of"] = trials[0].number
+                self._tell(trial, metrics, attrs)
+            if trials:
+                self.cache[key] = (trials[0].number, metrics)
+
+    def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
+        """Nothing to save: the study is the record and resume rebuilds from it."""
+
+    # -- telling the study ---------------------------------------------------------
+    def _tell(self, trial: optuna.Trial, metrics: dict[str, float], attrs: dict[str, Any]) -> None:
+        constraints = [c.violation(metrics[c.metric]) for c in self.plan.constraints]
+        values = [metrics[o.metric] for o in self.plan.objectives]
+        self.record.finish(trial, values, {**metrics, **attrs}, constraints or None)
+        self.complete += 1
+        if "duplicate_of" not in attrs:
+            self.values.append(values)
+        if self.on_told:
+            self.on_told(trial, TrialState.COMPLETE)
+
+    def _fail(self, trial: optuna.Trial, message: str) -> None:
+        self.record.fail(trial, {"error": message})
+        self.failed += 1
+        log.warning("trial %d failed: %s", trial.number, message)
+        if self.failed > self.max_failed_trials and self.gave_up is None:
+            self.gave_up = (
+                f"{self.failed} trials failed (search.max_failed_trials is "
+                f"{self.max_failed_trials}); last error: {message}"
+            )
+        if self.on_told:
+            self.on_told(trial, TrialState.FAIL)
+
+
+class Progress:
+    """One line at most every ``interval`` seconds: trials done / total and best so far."""
+
+    def __init__(self, plan: Plan, total: int, *, interval: float = 2.0, stream=None):
+        import sys
+
+        self.plan = plan
+        self.total = total
+        self.interval = interval
+        self.stream = stream or sys.stderr
+        self.last = 0.0
+
+    def update(self, searcher: StudySearcher, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < self.interval:
+            return
+        self.last = now
+        line = f"search: {searcher.complete}/{self.total} complete"
+        if searcher.failed:
+            line += f", {searcher.failed} failed"
+        if searcher.values:
+            values = np.asarray(searcher.values, dtype=float)
+            objectives = self.plan.objectives
+            best = [
+                (np.max if o.direction == "maximize" else np.min)(values[:, i])
+                for i, o in enumerate(objectives)
+            ]
+            line += ", best " + ", ".join(
+                f"{o.metric}={_fmt(b)}" for o, b in zip(objectives, best, strict=True)
+            )
+            if len(objectives) > 1:
+                front = pareto_mask(values, [o.direction for o in objectives]).sum()
+                line += f", Pareto front {front}"
+        print(line, file=self.stream, flush=True)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}" if math.isfinite(value) else str(value)

@@ -1,0 +1,200 @@
+"""The plugin manager and the registry of everything plugins provide.
+
+Plugins come from the ``nasforge`` entry-point group — the first-party ones in this
+distribution exactly like third-party ones — and register factories by name through the
+register-callback hooks of :mod:`nasforge.hookspecs`. :class:`Registry` records, for each
+name, the factory, its kind, and which plugin and distribution provided it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "nasforge"
+
+#: kind of registered thing -> the hook that registers it
+KIND_HOOKS: dict[str, str] = {
+    "space": "register_spaces",
+    "trainer": "register_trainers",
+    "estimator": "register_estimators",
+    "hardware": "register_hardware",
+    "strategy": "register_strategies",
+}
+
+
+@dataclass(frozen=True)
+class Registered:
+    """One named factory and where it came from."""
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    plugin: str
+    distribution: str | None = None
+    version: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def origin(self) -> str:
+        """``plugin (distribution version)`` — how errors and listings name the source."""
+        if self.distribution:
+            return f"{self.plugin} ({self.distribution} {self.version})"
+        return self.plugin
+
+    @property
+    def options_model(self) -> Any:
+        """The factory's pydantic ``Options`` model, if it declares one."""
+        return getattr(self.factory, "Options", None)
+
+    @property
+    def summary(self) -> str:
+        doc = (getattr(self.factory, "__doc__", None) or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+
+class Registry:
+    """Everything the installed plugins registered, by kind and name."""
+
+    def __init__(self, pm: pluggy.PluginManager, distributions: dict[str, tuple[str, str]]):
+        self.pm = pm
+        self._items: dict[str, dict[str, Registered]] = {kind: {} for kind in KIND_HOOKS}
+        for kind, hook_name in KIND_HOOKS.items():
+            for impl in getattr(pm.hook, hook_name).get_hookimpls():
+                dist, version = distributions.get(impl.plugin_name, (None, None))
+                register = self._register_callback(kind, impl.plugin_name, dist, version)
+                try:
+                    impl.function(register=register)
+                except PluginError:
+                    raise
+                except Exception as exc:  # a plugin bug: name the plugin, keep the cause
+                    who = f"{impl.plugin_name} ({dist} {version})" if dist else impl.plugin_name
+                    raise PluginError(
+                        f"plugin '{who}' raised in {hook_name}: {type(exc).__name__}: {exc}"
+                    ) from exc
+
+    def _register_callback(self, kind: str, plugin: str, dist: str | None, version: str | None):
+        def register(name: str, factory: Callable[..., Any], **extras: Any) -> None:
+            if not isinstance(name, str) or not name:
+                raise PluginError(f"plugin '{plugin}' registered a {kind} without a name")
+            if not callable(factory):
+                raise PluginError(
+                    f"plugin '{plugin}' registered {kind} '{name}' with a non-callable"
+                )
+            item = Registered(kind, name, factory, plugin, dist, version, dict(extras))
+            existing = self._items[kind].get(name)
+            if existing is not None:
+                raise PluginError(
+                    f"{kind} '{name}' is registered twice: by {existing.origin} and by {item.origin}"
+                )
+            self._items[kind][name] = item
+
+        return register
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._items[kind])
+
+    def get(self, kind: str, name: str) -> Registered:
+        """The item registered as ``name``; :class:`KeyError` lists what is available."""
+        try:
+            return self._items[kind][name]
+        except KeyError:
+            available = ", ".join(self.names(kind)) or "none installed"
+            raise KeyError(f"unknown {kind} '{name}' (available: {available})") from None
+
+    def __iter__(self) -> Iterator[Registered]:
+        for kind in KIND_HOOKS:
+            yield from (self._items[kind][n] for n in self.names(kind))
+
+    # -- lifecycle hooks -------------------------------------------------------------
+    def notify(self, hook_name: str, *, raise_errors: bool, **kwargs: Any) -> None:
+        """Call every implementation of a lifecycle hook, naming the plugin on failure."""
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            try:
+                impl.function(**{k: kwargs[k] for k in impl.argnames})
+            except Exception as exc:
+                message = f"plugin '{impl.plugin_name}' raised in {hook_name}: {exc}"
+                if raise_errors:
+                    raise PluginError(message) from exc
+                log.warning(message)
+
+
+def _entry_points() -> Iterable[importlib.metadata.EntryPoint]:
+    return importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+
+
+def build_plugin_manager(
+    extra_plugins: Iterable[tuple[str, object]] = (), *, entry_points: bool = True
+) -> tuple[pluggy.PluginManager, dict[str, tuple[str, str]]]:
+    """Load every ``nasforge`` entry point (and ``extra_plugins`` as ``(name, module)``).
+
+    Returns the manager and ``plugin name -> (distribution, version)``. Import failures,
+    hooks the specs do not know, and bad hook signatures raise :class:`PluginError` naming
+    the plugin and its distribution.
+    """
+    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    pm.add_hookspecs(hookspecs)
+    distributions: dict[str, tuple[str, str]] = {}
+    sources: list[tuple[str, Callable[[], object], tuple[str, str] | None]] = []
+    if entry_points:
+        for ep in _entry_points():
+            dist = (ep.dist.name, ep.dist.version) if ep.dist is not None else None
+            sources.append((ep.name, ep.load, dist))
+    for name, module in extra_plugins:
+        sources.append((name, lambda module=module: module, None))
+
+    for name, load, dist in sources:
+        where = f"{name} ({dist[0]} {dist[1]})" if dist else name
+        previous = pm.get_plugin(name)
+        try:
+            plugin = load()
+        except Exception as exc:
+            raise PluginError(
+                f"plugin '{where}' failed to import: {type(exc).__name__}: {exc}"
+            ) from exc
+        if previous is not None:
+            if previous is plugin:  # the same module listed by two dist-infos
+                continue
+            first = distributions.get(name)
+            first_where = f"{name} ({first[0]} {first[1]})" if first else name
+            raise PluginError(f"two plugins are named '{name}': {first_where} and {where}")
+        try:
+            pm.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin '{where}' is invalid: {exc}") from exc
+        if dist:
+            distributions[name] = dist
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin '{exc.plugin}' implements an unknown hook: {exc}") from exc
+    return pm, distributions
+
+
+def build_registry(
+    extra_plugins: Iterable[tuple[str, object]] = (), *, entry_points: bool = True
+) -> Registry:
+    """A fresh :class:`Registry` of all installed plugins plus ``extra_plugins``."""
+    pm, distributions = build_plugin_manager(extra_plugins, entry_points=entry_points)
+    return Registry(pm, distributions)
+
+
+_default: Registry | None = None
+
+
+def registry() -> Registry:
+    """The registry of installed plugins, built once per process."""
+    global _default
+    if _default is None:
+        _default = build_registry()
+    return _default

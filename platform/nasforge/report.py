@@ -1,0 +1,155 @@
+"""Reports of a run, read from its study: trials table, Pareto front, plot.
+
+``write_report(run_dir)`` writes into the run directory:
+
+- ``trials.csv`` — one row per trial: number, state, objective values, every metric, the
+  arch (JSON), device, wall time, error;
+- ``pareto.csv`` / ``pareto.json`` — the feasible non-dominated COMPLETE trials, one per
+  distinct arch, sorted by the first objective;
+- ``pareto.png`` — every trial against the first two objectives (axes labelled with metric
+  names and units), infeasible ones hollow, the front highlighted and joined.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from .config import Experiment, Plan, parse_experiment, resolve
+from .engine.search import open_study
+from .errors import StudyError
+from .pareto import pareto_mask
+
+
+@dataclass
+class Report:
+    """Where a report was written and what it found."""
+
+    run_dir: Path
+    trials: int
+    complete: int
+    failed: int
+    pareto: list[dict[str, Any]]
+    files: list[Path]
+
+
+def load_run(run_dir: Path) -> tuple[Plan, optuna.Study]:
+    """The plan and study of a run directory (written by ``nasforge search``)."""
+    config = run_dir / "experiment.json"
+    if not config.exists():
+        raise StudyError(f"{run_dir}: not a nasforge run directory (no experiment.json)")
+    experiment: Experiment = parse_experiment(json.loads(config.read_text()))
+    plan = resolve(experiment)
+    study, _ = open_study(plan, run_dir)
+    return plan, study
+
+
+def _feasible(trial: optuna.trial.FrozenTrial) -> bool:
+    return all(c <= 0 for c in trial.system_attrs.get("constraints", []))
+
+
+def write_report(run_dir: str | Path, *, plan: Plan | None = None) -> Report:
+    """Write ``trials.csv``, ``pareto.csv``, ``pareto.json`` and ``pareto.png``."""
+    import pandas as pd
+
+    run_dir = Path(run_dir)
+    if plan is None:
+        plan, study = load_run(run_dir)
+    else:
+        study, _ = open_study(plan, run_dir)
+    trials = study.get_trials(deepcopy=False)
+    objectives = plan.objectives
+    metrics = list(plan.metrics)
+
+    rows = []
+    for t in trials:
+        row: dict[str, Any] = {"number": t.number, "state": t.state.name}
+        for m in metrics:
+            row[m] = t.user_attrs.get(m)
+        row["feasible"] = _feasible(t) if t.state == TrialState.COMPLETE else None
+        row["arch"] = json.dumps(t.user_attrs.get("arch"), separators=(",", ":"))
+        for attr in ("duplicate_of", "device", "wall_s", "error"):
+            row[attr] = t.user_attrs.get(attr)
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=["number", "state", *metrics, "feasible", "arch",
+                                        "duplicate_of", "device", "wall_s", "error"])  # fmt: skip
+    table.to_csv(run_dir / "trials.csv", index=False)
+
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    candidates = [t for t in complete if _feasible(t) and "duplicate_of" not in t.user_attrs]
+    values = np.array([t.values for t in candidates]).reshape(len(candidates), len(objectives))
+    mask = pareto_mask(values, [o.direction for o in objectives])
+    front = [t for t, on in zip(candidates, mask, strict=True) if on]
+    first = objectives[0]
+    front.sort(key=lambda t: t.values[0], reverse=first.direction == "maximize")
+    pareto = [
+        {
+            "number": t.number,
+            **{m: t.user_attrs.get(m) for m in metrics},
+            "arch": t.user_attrs.get("arch"),
+        }
+        for t in front
+    ]
+    pd.DataFrame(
+        [{**p, "arch": json.dumps(p["arch"], separators=(",", ":"))} for p in pareto],
+        columns=["number", *metrics, "arch"],
+    ).to_csv(run_dir / "pareto.csv", index=False)
+    (run_dir / "pareto.json").write_text(
+        json.dumps(
+            {
+                "objectives": [{"metric": o.metric, "direction": o.direction} for o in objectives],
+                "constraints": [str(c) for c in plan.constraints],
+                "trials": pareto,
+            },
+            indent=2,
+        )
+    )
+    files = [run_dir / n for n in ("trials.csv", "pareto.csv", "pareto.json")]
+    if complete:
+        files.append(_plot(run_dir / "pareto.png", plan, complete, front))
+    failed = sum(t.state == TrialState.FAIL for t in trials)
+    return Report(run_dir, len(trials), len(complete), failed, pareto, files)
+
+
+def _plot(path: Path, plan: Plan, complete, front) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    objectives = plan.objectives
+    x_obj = objectives[1] if len(objectives) > 1 else objectives[0]
+    y_obj = objectives[0]
+    x_metric, y_metric = plan.metrics[x_obj.metric], plan.metrics[y_obj.metric]
+
+    def xy(trials):
+        return (
+            [t.user_attrs[x_obj.metric] for t in trials],
+            [t.user_attrs[y_obj.metric] for t in trials],
+        )
+
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
+    feasible = [t for t in complete if _feasible(t)]
+    infeasible = [t for t in complete if not _feasible(t)]
+    ax.scatter(*xy(feasible), s=14, color="#9db4c8", label=f"trials ({len(complete)})")
+    if infeasible:
+        ax.scatter(*xy(infeasible), s=14, facecolors="none", edgecolors="#c0c0c0",
+                   label=f"infeasible ({len(infeasible)})")  # fmt: skip
+    if front and len(objectives) > 1:
+        fx, fy = xy(sorted(front, key=lambda t: t.user_attrs[x_obj.metric]))
+        ax.plot(fx, fy, "-o", color="#d1495b", ms=5, lw=1.5, label=f"Pareto front ({len(front)})")
+    ax.set_xlabel(f"{x_metric.label} ({x_obj.direction})")
+    ax.set_ylabel(f"{y_metric.label} ({y_obj.direction})")
+    ax.set_title(f"{plan.experiment.name}: {len(complete)} trials")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,467 @@
+"""Search spaces: named dimensions and the archs (plain JSON dicts) they describe.
+
+A :class:`SearchSpace` is an ordered list of dimensions. Each dimension owns one key of
+the arch dict. A dimension may be *conditional* (``when={"depth": [3, 4]}``: it exists only
+when earlier dimensions hold those values) and a :class:`PerLayer` dimension's length may be
+another, earlier dimension's value (per-block choices that exist only when depth allows).
+Archs carry only active keys; ``validate`` rejects anything else with a message naming the
+bad key, so an arch typed by a user fails clearly rather than silently.
+
+Choices are listed from smallest to largest model: ``largest()`` takes the last choice of
+every dimension, ``smallest()`` the first.
+
+This module is the space algebra only: no model code lives here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import ArchError
+
+Arch = dict[str, Any]
+JSONScalar = (str, int, float, bool, type(None))
+
+
+def _as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(rng)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality for JSON values that keeps ``True`` apart from ``1`` and compares lists
+    element-wise (so a tuple read from YAML equals the list stored in a study)."""
+    if isinstance(a, list | tuple) or isinstance(b, list | tuple):
+        return (
+            isinstance(a, list | tuple)
+            and isinstance(b, list | tuple)
+            and len(a) == len(b)
+            and all(map(_same, a, b))
+        )
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, int | float | np.number) and isinstance(b, int | float | np.number):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def _to_json_value(value: Any) -> Any:
+    """Tuples become lists and numpy scalars plain numbers, so archs survive JSON."""
+    if isinstance(value, tuple | list):
+        return [_to_json_value(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class Dimension(ABC):
+    """One key of an arch.
+
+    ``when`` maps earlier dimension names to the values under which this dimension exists.
+    """
+
+    def __init__(self, name: str, *, when: Mapping[str, Sequence[Any]] | None = None):
+        if not isinstance(name, str) or not name:
+            raise ValueError("a dimension needs a non-empty string name")
+        self.name = name
+        self.when = {k: [_to_json_value(v) for v in vs] for k, vs in (when or {}).items()}
+
+    # -- structure -------------------------------------------------------------------
+    def depends_on(self) -> set[str]:
+        """Names of earlier dimensions this one's existence or shape depends on."""
+        return set(self.when)
+
+    def is_active(self, arch: Mapping[str, Any]) -> bool:
+        """Whether this dimension exists given the earlier values in ``arch``."""
+        return all(
+            k in arch and any(_same(arch[k], v) for v in allowed)
+            for k, allowed in self.when.items()
+        )
+
+    # -- per-dimension operations ----------------------------------------------------
+    @abstractmethod
+    def values(self, arch: Mapping[str, Any]) -> list[Any]:
+        """Every value this dimension can take given the earlier values in ``arch``."""
+
+    def count(self, arch: Mapping[str, Any]) -> int:
+        """How many values this dimension can take (``len(values)`` without listing them)."""
+        return len(self.values(arch))
+
+    @abstractmethod
+    def sample(self, rng: np.random.Generator, arch: Mapping[str, Any]) -> Any: ...
+
+    @abstractmethod
+    def largest(self, arch: Mapping[str, Any]) -> Any: ...
+
+    @abstractmethod
+    def smallest(self, arch: Mapping[str, Any]) -> Any: ...
+
+    @abstractmethod
+    def suggest(self, trial: Any, arch: Mapping[str, Any]) -> Any:
+        """Ask an Optuna trial for this dimension's value."""
+
+    @abstractmethod
+    def to_params(self, value: Any) -> dict[str, Any]:
+        """The Optuna parameters that ``suggest`` would have recorded for ``value``."""
+
+    @abstractmethod
+    def check(self, value: Any, arch: Mapping[str, Any]) -> None:
+        """Raise :class:`ArchError` (naming this key) if ``value`` is not allowed."""
+
+    @abstractmethod
+    def encoded_width(self) -> int: ...
+
+    @abstractmethod
+    def encode(self, value: Any) -> list[float]:
+        """Fixed-width numeric encoding for predictors (inactive dims encode as zeros)."""
+
+
+class Categorical(Dimension):
+    """One choice out of a list of JSON values (strings, numbers, or lists of them)."""
+
+    def __init__(self, name: str, choices: Sequence[Any], *, when=None):
+        super().__init__(name, when=when)
+        self.choices = [_to_json_value(c) for c in choices]
+        if not self.choices:
+            raise ValueError(f"dimension {name!r} has no choices")
+        for i, c in enumerate(self.choices):
+            if any(_same(c, d) for d in self.choices[:i]):
+                raise ValueError(f"dimension {name!r} lists choice {c!r} twice")
+        self._primitive = all(isinstance(c, JSONScalar) for c in self.choices)
+        self._optuna_choices = (
+            self.choices if self._primitive else [json.dumps(c) for c in self.choices]
+        )
+
+    def values(self, arch):
+        return list(self.choices)
+
+    def count(self, arch):
+        return len(self.choices)
+
+    def index(self, value: Any) -> int:
+        for i, c in enumerate(self.choices):
+            if _same(c, _to_json_value(value)):
+                return i
+        raise ArchError(f"{self.name}: {value!r} is not one of {self.choices}")
+
+    def sample(self, rng, arch):
+        return self.choices[int(rng.integers(len(self.choices)))]
+
+    def largest(self, arch):
+        return self.choices[-1]
+
+    def smallest(self, arch):
+        return self.choices[0]
+
+    def suggest(self, trial, arch):
+        picked = trial.suggest_categorical(self.name, self._optuna_choices)
+        return picked if self._primitive else json.loads(picked)
+
+    def to_params(self, value):
+        return {self.name: self._optuna_choices[self.index(value)]}
+
+    def check(self, value, arch):
+        self.index(value)
+
+    def encoded_width(self):
+        return len(self.choices)
+
+    def encode(self, value):
+        out = [0.0] * len(self.choices)
+        if value is not None:
+            out[self.index(value)] = 1.0
+        return out
+
+
+class IntRange(Dimension):
+    """An integer in ``[low, high]`` on a grid of ``step``."""
+
+    def __init__(self, name: str, low: int, high: int, step: int = 1, *, when=None):
+        super().__init__(name, when=when)
+        if step < 1 or high < low or (high - low) % step:
+            raise ValueError(f"dimension {name!r}: need low <= high on a grid of step >= 1")
+        self.low, self.high, self.step = int(low), int(high), int(step)
+
+    def values(self, arch):
+        return list(range(self.low, self.high + 1, self.step))
+
+    def count(self, arch):
+        return (self.high - self.low) // self.step + 1
+
+    def sample(self, rng, arch):
+        return self.low + self.step * int(rng.integers(self.count(arch)))
+
+    def largest(self, arch):
+        return self.high
+
+    def smallest(self, arch):
+        return self.low
+
+    def suggest(self, trial, arch):
+        return trial.suggest_int(self.name, self.low, self.high, step=self.step)
+
+    def to_params(self, value):
+        return {self.name: int(value)}
+
+    def check(self, value, arch):
+        if not isinstance(value, int | np.integer) or isinstance(value, bool):
+            raise ArchError(f"{self.name}: expected an integer, got {value!r}")
+        if not (self.low <= value <= self.high) or (value - self.low) % self.step:
+            raise ArchError(
+                f"{self.name}: {value} is outside {self.low}..{self.high} step {self.step}"
+            )
+
+    def encoded_width(self):
+        return 1
+
+    def encode(self, value):
+        if value is None:
+            return [0.0]
+        span = self.high - self.low
+        return [1.0 if span == 0 else (value - self.low) / span]
+
+
+class PerLayer(Dimension):
+    """A list with one choice per layer; its length is fixed or another dimension's value.
+
+    ``PerLayer("kernel", [3, 5, 7], length="depth")`` is a kernel size for each of the
+    ``depth`` blocks that exist. Slots beyond the current length do not exist in the arch.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        choices: Sequence[Any],
+        length: int | str,
+        *,
+        max_length: int | None = None,
+        when=None,
+    ):
+        super().__init__(name, when=when)
+        self.slot = Categorical(name, choices)
+        self.choices = self.slot.choices
+        self.length = length
+        if isinstance(length, int):
+            if length < 1:
+                raise ValueError(f"dimension {name!r}: length must be >= 1")
+            self.max_length = length
+        else:
+            if max_length is None:
+                raise ValueError(
+                    f"dimension {name!r}: a length taken from {length!r} needs max_length"
+                )
+            self.max_length = int(max_length)
+
+    def depends_on(self):
+        deps = super().depends_on()
+        if isinstance(self.length, str):
+            deps.add(self.length)
+        return deps
+
+    def length_for(self, arch: Mapping[str, Any]) -> int:
+        if isinstance(self.length, int):
+            return self.length
+        n = arch.get(self.length)
+        if not isinstance(n, int) or not 0 <= n <= self.max_length:
+            raise ArchError(
+                f"{self.name}: its length comes from {self.length!r}, which must be an "
+                f"integer in 0..{self.max_length} (got {n!r})"
+            )
+        return n
+
+    def _slot_param(self, i: int) -> str:
+        return f"{self.name}.{i}"
+
+    def values(self, arch):
+        import itertools
+
+        n = self.length_for(arch)
+        return [list(p) for p in itertools.product(self.choices, repeat=n)]
+
+    def count(self, arch):
+        return len(self.choices) ** self.length_for(arch)
+
+    def sample(self, rng, arch):
+        return [self.slot.sample(rng, arch) for _ in range(self.length_for(arch))]
+
+    def largest(self, arch):
+        return [self.choices[-1]] * self.length_for(arch)
+
+    def smallest(self, arch):
+        return [self.choices[0]] * self.length_for(arch)
+
+    def suggest(self, trial, arch):
+        out = []
+        for i in range(self.length_for(arch)):
+            picked = trial.suggest_categorical(self._slot_param(i), self.slot._optuna_choices)
+            out.append(picked if self.slot._primitive else json.loads(picked))
+        return out
+
+    def to_params(self, value):
+        return {
+            self._slot_param(i): self.slot._optuna_choices[self.slot.index(v)]
+            for i, v in enumerate(value)
+        }
+
+    def check(self, value, arch):
+        if not isinstance(value, list | tuple):
+            raise ArchError(f"{self.name}: expected a list, got {value!r}")
+        n = self.length_for(arch)
+        if len(value) != n:
+            raise ArchError(f"{self.name}: expected {n} entries, got {len(value)}")
+        for i, v in enumerate(value):
+            try:
+                self.slot.index(v)
+            except ArchError:
+                raise ArchError(f"{self.name}[{i}]: {v!r} is not one of {self.choices}") from None
+
+    def encoded_width(self):
+        return self.max_length * len(self.choices)
+
+    def encode(self, value):
+        out = []
+        value = list(value or [])
+        for i in range(self.max_length):
+            out.extend(self.slot.encode(value[i] if i < len(value) else None))
+        return out
+
+
+class SearchSpace:
+    """An ordered set of dimensions; archs are plain JSON dicts keyed by dimension name.
+
+    Subclass it to give a space a name and a canonical form: override :meth:`canonical`
+    when different archs denote the same network (isomorphic cells, ignored slots), so
+    that identical networks are evaluated once.
+    """
+
+    def __init__(self, dimensions: Sequence[Dimension]):
+        self.dimensions: list[Dimension] = list(dimensions)
+        seen: set[str] = set()
+        for dim in self.dimensions:
+            if dim.name in seen:
+                raise ValueError(f"dimension {dim.name!r} is declared twice")
+            missing = dim.depends_on() - seen
+            if missing:
+                raise ValueError(
+                    f"dimension {dim.name!r} depends on {sorted(missing)}, "
+                    "which must be declared before it"
+                )
+            seen.add(dim.name)
+        self._dependents = {d for dim in self.dimensions for d in dim.depends_on()}
+
+    def __repr__(self) -> str:
+        names = ", ".join(d.name for d in self.dimensions)
+        return f"{type(self).__name__}({names})"
+
+    # -- building archs --------------------------------------------------------------
+    def _build(self, pick) -> Arch:
+        arch: Arch = {}
+        for dim in self.dimensions:
+            if dim.is_active(arch):
+                arch[dim.name] = _to_json_value(pick(dim, arch))
+        return arch
+
+    def sample(self, rng: np.random.Generator | int | None = None) -> Arch:
+        """A uniformly random choice per active dimension."""
+        rng = _as_rng(rng)
+        return self._build(lambda dim, arch: dim.sample(rng, arch))
+
+    def largest(self) -> Arch:
+        return self._build(lambda dim, arch: dim.largest(arch))
+
+    def smallest(self) -> Arch:
+        return self._build(lambda dim, arch: dim.smallest(arch))
+
+    def suggest(self, trial: Any) -> Arch:
+        """Build an arch from an Optuna trial's suggestions (one parameter per choice)."""
+        return self._build(lambda dim, arch: dim.suggest(trial, arch))
+
+    def to_params(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        """The Optuna parameters that ``suggest`` records for ``arch`` (for enqueueing)."""
+        self.validate(arch)
+        params: dict[str, Any] = {}
+        for dim in self.dimensions:
+            if dim.name in arch:
+                params.update(dim.to_params(arch[dim.name]))
+        return params
+
+    # -- checking and comparing ------------------------------------------------------
+    def validate(self, arch: Any) -> Arch:
+        """Check ``arch`` against the space; raise :class:`ArchError` naming the bad key.
+
+        Returns the arch as a plain JSON dict (tuples to lists), keys in dimension order.
+        """
+        if not isinstance(arch, Mapping):
+            raise ArchError(f"an arch must be a mapping of dimension names, got {arch!r}")
+        known = {d.name for d in self.dimensions}
+        unknown = sorted(set(arch) - known)
+        if unknown:
+            raise ArchError(f"{unknown[0]}: not a dimension of this space (known: {sorted(known)})")
+        out: Arch = {}
+        for dim in self.dimensions:
+            active = dim.is_active(out)
+            if active and dim.name not in arch:
+                raise ArchError(f"{dim.name}: missing")
+            if not active and dim.name in arch:
+                cond = ", ".join(f"{k} in {v}" for k, v in dim.when.items())
+                raise ArchError(f"{dim.name}: only exists when {cond}")
+            if active:
+                value = _to_json_value(arch[dim.name])
+                dim.check(value, out)
+                out[dim.name] = value
+        return out
+
+    def canonical(self, arch: Mapping[str, Any]) -> Arch:
+        """The representative of ``arch``'s equivalence class (validated).
+
+        The default is the validated arch itself; spaces with equivalent archs override it.
+        """
+        return self.validate(arch)
+
+    def key(self, arch: Mapping[str, Any]) -> str:
+        """A string that is equal exactly for archs denoting the same network."""
+        return json.dumps(self.canonical(arch), sort_keys=True, separators=(",", ":"))
+
+    def contains(self, arch: Any) -> bool:
+        try:
+            self.validate(arch)
+        except ArchError:
+            return False
+        return True
+
+    # -- numbers ---------------------------------------------------------------------
+    def encode(self, arch: Mapping[str, Any]) -> np.ndarray:
+        """A fixed-length float vector (one-hot categoricals, scaled integers, zeros for
+        absent dimensions), the input of learned predictors."""
+        arch = self.validate(arch)
+        out: list[float] = []
+        for dim in self.dimensions:
+            out.extend(dim.encode(arch.get(dim.name)))
+        return np.asarray(out, dtype=np.float64)
+
+    def encoded_width(self) -> int:
+        return sum(d.encoded_width() for d in self.dimensions)
+
+    def cardinality(self) -> int:
+        """The number of distinct archs (before canonicalisation), as an exact integer."""
+        return self._count(0, {})
+
+    def _count(self, i: int, arch: Arch) -> int:
+        if i == len(self.dimensions):
+            return 1
+        dim = self.dimensions[i]
+        if not dim.is_active(arch):
+            return self._count(i + 1, arch)
+        if dim.name not in self._dependents:
+            return dim.count(arch) * self._count(i + 1, arch)
+        return sum(self._count(i + 1, {**arch, dim.name: v}) for v in dim.values(arch))
+
+    def log10_cardinality(self) -> float:
+        return math.log10(self.cardinality())

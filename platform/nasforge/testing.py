@@ -1,0 +1,178 @@
+"""The plugin conformance suite: point it at your space, estimator or hardware model.
+
+Each ``check_*`` function runs the contract's checks and raises ``AssertionError`` with a
+message naming what broke, so it reads well inside any test runner::
+
+    from nasforge.testing import check_space, check_estimator
+
+    def test_my_space():
+        check_space(MySpace())
+
+    def test_my_estimator():
+        space = MySpace()
+        check_estimator(MyEstimator(space=space), space)
+
+``check_plugin_items(prefix)`` builds everything an installed plugin registered under
+``prefix`` through the plugin manager — the way an experiment would — and checks each.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+
+from .errors import ArchError
+from .sdk import Component, Estimator, EvalContext, Hardware
+from .space import SearchSpace
+
+
+def _archs(space: SearchSpace, n: int, seed: int) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    return [space.largest(), space.smallest(), *(space.sample(rng) for _ in range(n))]
+
+
+def check_space(space: SearchSpace, *, n: int = 50, seed: int = 0) -> None:
+    """Sampling stays inside the space, archs are JSON, encode/validate/suggest round-trip,
+    canonical forms are stable, sampling is deterministic under a seed."""
+    assert isinstance(space, SearchSpace), f"{space!r} is not a SearchSpace"
+    card = space.cardinality()
+    assert isinstance(card, int) and card >= 1, (
+        f"cardinality() must be a positive int, got {card!r}"
+    )
+    width = space.encoded_width()
+    a = [space.sample(seed) for _ in range(3)]
+    assert a[0] == a[1] == a[2], "sample(seed) is not deterministic for a fixed seed"
+    assert _archs(space, n, seed) == _archs(space, n, seed), "sampling is not deterministic"
+
+    for arch in _archs(space, n, seed):
+        assert isinstance(arch, dict), f"an arch must be a dict, got {type(arch).__name__}"
+        text = json.dumps(arch)
+        assert json.loads(text) == arch, f"arch does not survive JSON: {arch}"
+        try:
+            assert space.validate(json.loads(text)) == arch, f"validate changed {arch}"
+        except ArchError as exc:
+            raise AssertionError(f"a sampled arch fails validate(): {arch}: {exc}") from None
+        vec = space.encode(arch)
+        assert vec.shape == (width,), f"encode() width {vec.shape} != encoded_width() {width}"
+        assert np.all(np.isfinite(vec)), f"encode() is not finite for {arch}"
+        assert np.array_equal(vec, space.encode(json.loads(text))), "encode() not stable"
+        fixed = optuna.trial.FixedTrial(space.to_params(arch))
+        assert space.suggest(fixed) == arch, f"to_params/suggest do not round-trip {arch}"
+        canon = space.canonical(arch)
+        assert space.canonical(canon) == canon, f"canonical() is not idempotent on {arch}"
+        assert space.key(arch) == space.key(canon), f"key() differs from its canonical for {arch}"
+        assert space.contains(canon), f"canonical() left the space: {canon}"
+
+    arch = space.sample(seed)
+    for bad, why in (
+        ({**arch, "__nasforge_unknown__": 1}, "an unknown key"),
+        ({k: v for k, v in arch.items() if k != next(iter(arch))}, "a missing key"),
+        ("not a dict", "a non-mapping"),
+    ):
+        try:
+            space.validate(bad)
+        except ArchError as exc:
+            assert str(exc), "ArchError without a message"
+        else:
+            raise AssertionError(f"validate() accepted {why}: {bad!r}")
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    for _ in range(min(n, 20)):
+        trial = study.ask()
+        suggested = space.suggest(trial)
+        assert space.contains(suggested), (
+            f"suggest() produced an arch outside the space: {suggested}"
+        )
+        study.tell(trial, 0.0)
+
+
+def _check_metrics(component: Component, produced: Any, arch: Mapping[str, Any]) -> None:
+    name = type(component).__name__
+    assert component.metrics, f"{name} declares no metrics"
+    assert isinstance(produced, dict), f"{name} returned {type(produced).__name__}, not a dict"
+    missing = set(component.metrics) - set(produced)
+    assert not missing, f"{name} did not return declared metrics {sorted(missing)} for {arch}"
+    for key, value in produced.items():
+        assert isinstance(value, int | float) and math.isfinite(value), (
+            f"{name} returned a non-finite or non-numeric {key}={value!r} for {arch}"
+        )
+    for metric_name, metric in component.metrics.items():
+        assert metric.name == metric_name, f"{name}: metric key {metric_name} != {metric.name}"
+
+
+def _context(run_dir: Path | None) -> EvalContext:
+    return EvalContext(run_dir=run_dir or Path(tempfile.mkdtemp(prefix="nasforge-conf-")))
+
+
+def check_estimator(
+    estimator: Estimator,
+    space: SearchSpace,
+    *,
+    n: int = 5,
+    seed: int = 0,
+    deterministic: bool = True,
+    archs: Iterable[Mapping[str, Any]] | None = None,
+) -> None:
+    """``setup`` then ``evaluate`` returns every declared metric, finite, for valid archs
+    (and the same values twice when ``deterministic``)."""
+    assert isinstance(estimator, Estimator), f"{estimator!r} is not an Estimator"
+    context = _context(None)
+    estimator.setup(context)
+    for arch in archs or _archs(space, n, seed):
+        first = estimator.evaluate(dict(arch), context)
+        _check_metrics(estimator, first, arch)
+        if deterministic:
+            again = estimator.evaluate(dict(arch), context)
+            assert first == again, f"{type(estimator).__name__} is not deterministic on {arch}"
+
+
+def check_hardware(
+    hardware: Hardware,
+    space: SearchSpace,
+    *,
+    n: int = 5,
+    seed: int = 0,
+    subnet_for: Any = None,
+    archs: Iterable[Mapping[str, Any]] | None = None,
+) -> None:
+    """``setup`` then ``measure`` returns every declared metric, finite, for valid archs.
+    ``subnet_for(arch)`` builds the subnet for spaces with a supernet."""
+    assert isinstance(hardware, Hardware), f"{hardware!r} is not a Hardware model"
+    context = _context(None)
+    hardware.setup(context)
+    for arch in archs or _archs(space, n, seed):
+        subnet = subnet_for(arch) if subnet_for else None
+        _check_metrics(hardware, hardware.measure(dict(arch), subnet, context), arch)
+
+
+def check_plugin_items(prefix: str, options: Mapping[str, Any] | None = None, **kwargs: Any) -> int:
+    """Build and check every space, estimator and hardware model registered under
+    ``prefix`` (e.g. ``"gnn."``) through the installed plugins; returns how many.
+
+    ``options`` are the space options; estimators and hardware models are built on the
+    space registered under the same name (or on the only space the prefix has).
+    """
+    from .plugins import registry
+
+    reg = registry()
+    spaces = {n: reg.get("space", n).factory(**(options or {})) for n in reg.names("space")
+              if n.startswith(prefix)}  # fmt: skip
+    assert spaces, f"no space is registered under {prefix!r}"
+    for space in spaces.values():
+        check_space(space, **kwargs)
+    count = len(spaces)
+    for kind, check in (("estimator", check_estimator), ("hardware", check_hardware)):
+        for name in reg.names(kind):
+            if not name.startswith(prefix):
+                continue
+            space = spaces.get(name) or next(iter(spaces.values()))
+            check(reg.get(kind, name).factory(space=space), space)
+            count += 1
+    return count

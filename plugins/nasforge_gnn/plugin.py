@@ -1,0 +1,157 @@
+"""The ``nasforge_gnn`` plugin: NAS-Bench-Graph space, tabular estimator and cost model.
+
+Registered names:
+
+- space ``gnn.nasbench_graph`` — arch ``{"link": [0, 0, 1, 2], "ops": [4 op names]}``;
+- estimator ``gnn.nasbench_graph`` — ``valid_acc`` and ``test_acc`` from the table;
+- hardware ``gnn.nasbench_graph`` — ``latency_ms`` and ``params_m`` from the table.
+
+Every lookup goes through the benchmark's canonical hash, so equivalent archs share one
+table row (and one evaluation).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from nasforge import (
+    Categorical,
+    Estimator,
+    EvalContext,
+    Hardware,
+    Metric,
+    PerLayer,
+    SearchSpace,
+    hookimpl,
+)
+from nasforge.errors import ArchError
+
+from . import nasbench_graph as nbg
+
+Dataset = Literal[
+    "cora", "citeseer", "pubmed", "cs", "physics", "photo", "computers", "arxiv", "proteins"
+]
+
+
+class NasBenchGraphSpace(SearchSpace):
+    """NAS-Bench-Graph macro space: 9 link patterns x 4 computing nodes' ops."""
+
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        dataset: Dataset = "cora"
+
+    def __init__(self, dataset: str = "cora"):
+        self.dataset = dataset
+        self.ops = nbg.ops_for(dataset)
+        super().__init__(
+            [
+                Categorical("link", [list(link) for link in nbg.LINKS]),
+                PerLayer("ops", self.ops, length=4),
+            ]
+        )
+
+    def canonical(self, arch):
+        arch = self.validate(arch)
+        link, ops, _ = nbg.canonical(tuple(arch["link"]), tuple(arch["ops"]))
+        return {"link": list(link), "ops": list(ops)}
+
+    def bench_hash(self, arch) -> int:
+        """The key of ``arch``'s row in the benchmark's tables."""
+        arch = self.validate(arch)
+        return nbg.canonical(tuple(arch["link"]), tuple(arch["ops"]))[2]
+
+
+class _TableOptions(BaseModel):
+    """``dataset`` defaults to the space's; ``bench_file`` reads your own ``.bench`` table."""
+
+    model_config = ConfigDict(extra="forbid")
+    dataset: Dataset | None = None
+    bench_file: str | None = None
+
+
+class _TableLookup:
+    """Shared by the estimator and the cost model: one table row per canonical arch."""
+
+    space: NasBenchGraphSpace
+    options: dict
+
+    def _bind_dataset(self) -> None:
+        dataset = self.options.get("dataset") or self.space.dataset
+        if dataset != self.space.dataset:
+            raise ValueError(
+                f"dataset {dataset!r} differs from the space's dataset {self.space.dataset!r}"
+            )
+        self.options["dataset"] = dataset
+
+    def _row(self, arch, context: EvalContext) -> dict[str, float]:
+        table = context.cache.get("table")
+        if table is None:
+            table = context.cache["table"] = nbg.load_table(
+                self.options["dataset"], self.options.get("bench_file")
+            )
+        key = self.space.bench_hash(arch)
+        try:
+            return table[key]
+        except KeyError:
+            raise ArchError(
+                f"arch {arch} (hash {key}) has no entry in the NAS-Bench-Graph "
+                f"{self.options['dataset']} table (all-skip archs were never trained)"
+            ) from None
+
+    def setup(self, context: EvalContext) -> None:
+        self._row({"link": [0, 0, 0, 0], "ops": [self.space.ops[0]] * 4}, context)
+
+
+class NasBenchGraphAccuracy(_TableLookup, Estimator):
+    """Validation and test accuracy (fraction correct) measured by NAS-Bench-Graph."""
+
+    Options = _TableOptions
+    space_types = (NasBenchGraphSpace,)
+
+    def __init__(self, space, **options):
+        super().__init__(space, **options)
+        self._bind_dataset()
+        self.metrics = {
+            "valid_acc": Metric("valid_acc", "", "maximize", "validation accuracy (fraction)"),
+            "test_acc": Metric("test_acc", "", "maximize", "test accuracy (fraction)"),
+        }
+
+    def evaluate(self, arch, context):
+        row = self._row(arch, context)
+        return {"valid_acc": row["valid_perf"], "test_acc": row["perf"]}
+
+
+class NasBenchGraphCost(_TableLookup, Hardware):
+    """Inference latency and parameter count measured by NAS-Bench-Graph."""
+
+    Options = _TableOptions
+    space_types = (NasBenchGraphSpace,)
+
+    def __init__(self, space, **options):
+        super().__init__(space, **options)
+        self._bind_dataset()
+        self.metrics = {
+            "latency_ms": Metric("latency_ms", "ms", "minimize", "inference latency"),
+            "params_m": Metric("params_m", "M", "minimize", "parameters (millions)"),
+        }
+
+    def measure(self, arch, subnet, context):
+        row = self._row(arch, context)
+        return {"latency_ms": row["latency"] * 1000.0, "params_m": row["para"]}
+
+
+@hookimpl
+def register_spaces(register):
+    register("gnn.nasbench_graph", NasBenchGraphSpace)
+
+
+@hookimpl
+def register_estimators(register):
+    register("gnn.nasbench_graph", NasBenchGraphAccuracy)
+
+
+@hookimpl
+def register_hardware(register):
+    register("gnn.nasbench_graph", NasBenchGraphCost)
