@@ -10,6 +10,7 @@ pieces fit together (objective metrics exist, estimators understand the space). 
 
 from __future__ import annotations
 
+import importlib
 import math
 import operator
 import re
@@ -22,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError, PluginError
-from .plugins import Registry, registry
+from .plugins import Registry, build_registry, registry
 from .sdk import Component, Estimator, Hardware, Metric, Objective, Strategy
 from .space import SearchSpace
 
@@ -90,6 +91,7 @@ class Experiment(_Model):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     run_dir: str | None = None
+    plugins: list[str] = Field(default_factory=list)
     space: ComponentSpec
     train: TrainSpec | None = None
     estimators: list[ComponentSpec] = Field(min_length=1)
@@ -279,6 +281,7 @@ class Plan:
     constraints: list[Constraint]
     metrics: dict[str, Metric]
     producers: dict[str, str]
+    registry: Registry
 
 
 def _options(item: Any, options: Mapping[str, Any], path: str) -> dict[str, Any]:
@@ -329,9 +332,32 @@ def _check_fits(component: Component, space: SearchSpace, path: str, name: str, 
         )
 
 
+_registries: dict[tuple[str, ...], Registry] = {}
+
+
+def registry_for(modules: Sequence[str]) -> Registry:
+    """The installed plugins plus the experiment's own ``plugins:`` modules (import paths,
+    for project-local plugins that are not packaged); built once per process."""
+    if not modules:
+        return registry()
+    key = tuple(modules)
+    if key not in _registries:
+        extra = []
+        for i, name in enumerate(modules):
+            try:
+                extra.append((name, importlib.import_module(name)))
+            except Exception as exc:
+                raise ConfigError(
+                    f"plugins[{i}]",
+                    f"cannot import plugin module {name!r}: {type(exc).__name__}: {exc}",
+                ) from None
+        _registries[key] = build_registry(extra)
+    return _registries[key]
+
+
 def resolve(experiment: Experiment, reg: Registry | None = None) -> Plan:
     """Bind an experiment's names to installed plugins and check that everything fits."""
-    reg = reg or registry()
+    reg = reg or registry_for(experiment.plugins)
     space = _build(
         "space", experiment.space.name, "space.name", "space.options", reg, experiment.space.options
     )
@@ -417,6 +443,7 @@ def resolve(experiment: Experiment, reg: Registry | None = None) -> Plan:
         constraints=constraints,
         metrics=metrics,
         producers=producers,
+        registry=reg,
     )
 
 

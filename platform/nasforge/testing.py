@@ -18,10 +18,11 @@ message naming what broke, so it reads well inside any test runner::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +108,14 @@ def _check_metrics(component: Component, produced: Any, arch: Mapping[str, Any])
         assert metric.name == metric_name, f"{name}: metric key {metric_name} != {metric.name}"
 
 
-def _context(run_dir: Path | None) -> EvalContext:
-    return EvalContext(run_dir=run_dir or Path(tempfile.mkdtemp(prefix="nasforge-conf-")))
+@contextlib.contextmanager
+def _context(run_dir: Path | None) -> Iterator[EvalContext]:
+    """An evaluation context in ``run_dir``, or in a temporary folder removed afterwards."""
+    if run_dir is not None:
+        yield EvalContext(run_dir=Path(run_dir))
+        return
+    with tempfile.TemporaryDirectory(prefix="nasforge-conformance-") as tmp:
+        yield EvalContext(run_dir=Path(tmp))
 
 
 def check_estimator(
@@ -119,18 +126,19 @@ def check_estimator(
     seed: int = 0,
     deterministic: bool = True,
     archs: Iterable[Mapping[str, Any]] | None = None,
+    run_dir: Path | None = None,
 ) -> None:
     """``setup`` then ``evaluate`` returns every declared metric, finite, for valid archs
     (and the same values twice when ``deterministic``)."""
     assert isinstance(estimator, Estimator), f"{estimator!r} is not an Estimator"
-    context = _context(None)
-    estimator.setup(context)
-    for arch in archs or _archs(space, n, seed):
-        first = estimator.evaluate(dict(arch), context)
-        _check_metrics(estimator, first, arch)
-        if deterministic:
-            again = estimator.evaluate(dict(arch), context)
-            assert first == again, f"{type(estimator).__name__} is not deterministic on {arch}"
+    with _context(run_dir) as context:
+        estimator.setup(context)
+        for arch in _archs(space, n, seed) if archs is None else archs:
+            first = estimator.evaluate(dict(arch), context)
+            _check_metrics(estimator, first, arch)
+            if deterministic:
+                again = estimator.evaluate(dict(arch), context)
+                assert first == again, f"{type(estimator).__name__} is not deterministic on {arch}"
 
 
 def check_hardware(
@@ -141,23 +149,30 @@ def check_hardware(
     seed: int = 0,
     subnet_for: Any = None,
     archs: Iterable[Mapping[str, Any]] | None = None,
+    run_dir: Path | None = None,
 ) -> None:
     """``setup`` then ``measure`` returns every declared metric, finite, for valid archs.
     ``subnet_for(arch)`` builds the subnet for spaces with a supernet."""
     assert isinstance(hardware, Hardware), f"{hardware!r} is not a Hardware model"
-    context = _context(None)
-    hardware.setup(context)
-    for arch in archs or _archs(space, n, seed):
-        subnet = subnet_for(arch) if subnet_for else None
-        _check_metrics(hardware, hardware.measure(dict(arch), subnet, context), arch)
+    with _context(run_dir) as context:
+        hardware.setup(context)
+        for arch in _archs(space, n, seed) if archs is None else archs:
+            subnet = subnet_for(arch) if subnet_for else None
+            _check_metrics(hardware, hardware.measure(dict(arch), subnet, context), arch)
 
 
-def check_plugin_items(prefix: str, options: Mapping[str, Any] | None = None, **kwargs: Any) -> int:
+def check_plugin_items(
+    prefix: str,
+    options: Mapping[str, Any] | None = None,
+    component_options: Mapping[str, Mapping[str, Any]] | None = None,
+    **kwargs: Any,
+) -> int:
     """Build and check every space, estimator and hardware model registered under
     ``prefix`` (e.g. ``"gnn."``) through the installed plugins; returns how many.
 
-    ``options`` are the space options; estimators and hardware models are built on the
-    space registered under the same name (or on the only space the prefix has).
+    ``options`` are the space options and ``component_options`` maps an estimator's or
+    hardware model's registered name to its options. Each component is built on the space
+    registered under its own name, else on the first space of the prefix it supports.
     """
     from .plugins import registry
 
@@ -172,7 +187,14 @@ def check_plugin_items(prefix: str, options: Mapping[str, Any] | None = None, **
         for name in reg.names(kind):
             if not name.startswith(prefix):
                 continue
-            space = spaces.get(name) or next(iter(spaces.values()))
-            check(reg.get(kind, name).factory(space=space), space)
+            factory = reg.get(kind, name).factory
+            types = getattr(factory, "space_types", ()) or (SearchSpace,)
+            space = spaces.get(name) or next(
+                (s for s in spaces.values() if isinstance(s, types)), None
+            )
+            assert space is not None, (
+                f"{kind} '{name}' supports none of the spaces under {prefix!r}"
+            )
+            check(factory(space=space, **(component_options or {}).get(name, {})), space)
             count += 1
     return count

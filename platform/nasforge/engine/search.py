@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 
 from ..config import Plan
 from ..errors import NasforgeError, StudyError
-from ..plugins import Registry, registry
+from ..plugins import Registry
 from .record import StudyRecord
 from .searcher import RESERVED_ATTRS, Progress, StudySearcher
 from .storage import mask_url, open_storage, storage_url
@@ -184,11 +184,10 @@ def run_search(
     plan: Plan,
     run_dir: Path | None = None,
     *,
-    reg: Registry | None = None,
     progress: bool = True,
 ) -> SearchSummary:
     """Run (or resume) the experiment's search until ``n_trials`` trials are COMPLETE."""
-    reg = reg or registry()
+    reg = plan.registry
     experiment = plan.experiment
     spec = experiment.search
     run_dir = Path(run_dir or experiment.resolved_run_dir).resolve()

@@ -56,6 +56,7 @@ class StudySearcher(Searcher):
         self.batch_size = plan.experiment.search.batch_size
         self.max_failed_trials = max_failed_trials
         self.cache = cache  # canonical key -> (trial number, metrics)
+        self.errors: dict[str, tuple[int, str]] = {}  # key -> (trial number, estimator error)
         self.complete = complete
         self.failed = 0
         self.waiting: dict[str, list[optuna.Trial]] = {}  # key -> trials awaiting that eval
@@ -95,6 +96,9 @@ class StudySearcher(Searcher):
             if key in self.cache:
                 number, metrics = self.cache[key]
                 self._tell(trial, metrics, {"duplicate_of": number})
+            elif key in self.errors:
+                number, error = self.errors[key]
+                self._fail(trial, error, {"duplicate_of": number})
             elif key in self.waiting:
                 self.waiting[key].append(trial)
             else:
@@ -124,6 +128,8 @@ class StudySearcher(Searcher):
             if not outcome["ok"]:
                 for trial in trials:
                     self._fail(trial, outcome["error"])
+                if trials:  # the same arch would fail the same way: not evaluated again
+                    self.errors[key] = (trials[0].number, outcome["error"])
                 continue
             metrics = outcome["metrics"]
             for i, trial in enumerate(trials):
@@ -148,8 +154,8 @@ class StudySearcher(Searcher):
         if self.on_told:
             self.on_told(trial, TrialState.COMPLETE)
 
-    def _fail(self, trial: optuna.Trial, message: str) -> None:
-        self.record.fail(trial, {"error": message})
+    def _fail(self, trial: optuna.Trial, message: str, attrs: dict[str, Any] | None = None) -> None:
+        self.record.fail(trial, {"error": message, **(attrs or {})})
         self.failed += 1
         log.warning("trial %d failed: %s", trial.number, message)
         if self.failed > self.max_failed_trials and self.gave_up is None:

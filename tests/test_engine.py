@@ -1,0 +1,282 @@
+"""The search engine's contract, on the NAS-Bench-Graph space with its measured tables.
+
+Every search here runs for real: Optuna studies on disk, trials fanned out by Ray Tune on
+the session's local Ray (2 CPUs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import engine_plugins
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nasforge.config import parse_experiment, resolve
+from nasforge.engine import run_search
+from nasforge.errors import StudyError
+from nasforge_gnn import nasbench_graph as nbg
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+def experiment(**search) -> dict:
+    exp = {
+        "name": "engine_test",
+        "plugins": ["engine_plugins"],
+        "space": {"name": "gnn.nasbench_graph", "options": {"dataset": "cora"}},
+        "estimators": [{"name": "gnn.nasbench_graph"}],
+        "hardware": [{"name": "gnn.nasbench_graph"}],
+        "objectives": [
+            {"metric": "valid_acc", "direction": "maximize"},
+            {"metric": "latency_ms", "direction": "minimize"},
+        ],
+        "search": {"strategy": "nsga2", "n_trials": 40, "seed": 0, "concurrency": 2,
+                   "batch_size": 4, "options": {"population_size": 20}},
+    }  # fmt: skip
+    exp["search"].update(search)
+    if not exp["search"]["strategy"].startswith("nsga"):
+        exp["search"]["options"] = {}
+    return exp
+
+
+def plan_of(exp: dict):
+    return resolve(parse_experiment(exp))
+
+
+def trials_of(run_dir: Path, name: str = "engine_test") -> list[optuna.trial.FrozenTrial]:
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{run_dir / 'study.db'}")
+    return study.get_trials()
+
+
+def faulty(exp: dict, **faults) -> dict:
+    exp["estimators"] = [{"name": "testing.table", "options": faults}]
+    return exp
+
+
+def test_every_stored_metric_equals_the_benchmark_table(tmp_path):
+    plan = plan_of(experiment(n_trials=120, batch_size=6))
+    summary = run_search(plan, tmp_path, progress=False)
+    assert summary.complete == 120
+    trials = trials_of(tmp_path)
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 120
+    table = nbg.load_table("cora")
+    for t in trials:
+        if t.state == TrialState.FAIL:  # the benchmark never trained the all-skip arch
+            assert t.user_attrs["arch"]["ops"] == ["skip"] * 4
+            assert "has no entry in the NAS-Bench-Graph cora table" in t.user_attrs["error"]
+            continue
+        arch = t.user_attrs["arch"]
+        row = table[plan.space.bench_hash(arch)]
+        assert t.user_attrs["valid_acc"] == row["valid_perf"]
+        assert t.user_attrs["test_acc"] == row["perf"]
+        assert t.user_attrs["latency_ms"] == row["latency"] * 1000.0
+        assert t.user_attrs["params_m"] == row["para"]
+        assert t.values == [row["valid_perf"], row["latency"] * 1000.0]
+        assert t.user_attrs["key"] == plan.space.key(arch)
+        assert t.params == plan.space.to_params(arch)
+    # identical archs are evaluated once: every repeat points at the first evaluation
+    evaluated = [
+        t for t in trials if "duplicate_of" not in t.user_attrs and t.state == TrialState.COMPLETE
+    ]
+    keys = Counter(t.user_attrs["key"] for t in evaluated)
+    assert max(keys.values()) == 1
+    by_number = {t.number: t for t in trials}
+    for t in trials:
+        if "duplicate_of" in t.user_attrs:
+            first = by_number[t.user_attrs["duplicate_of"]]
+            assert first.user_attrs["key"] == t.user_attrs["key"] and first.values == t.values
+    assert all(t.user_attrs["device"] for t in evaluated)
+    assert all(t.user_attrs["wall_s"] >= 0 for t in evaluated)
+
+
+def test_a_raising_estimator_fails_its_trial_and_the_search_goes_on(tmp_path):
+    exp = faulty(experiment(n_trials=30, strategy="random"), fail_first_op="gat")
+    summary = run_search(plan_of(exp), tmp_path, progress=False)
+    trials = trials_of(tmp_path)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert summary.complete == 30 and summary.failed == len(failed) > 0
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 30
+    for t in failed:
+        assert t.user_attrs["arch"]["ops"][0] == "gat"
+        assert t.user_attrs["error"] == "RuntimeError: injected failure for first op 'gat'"
+    assert not any(
+        t.user_attrs["arch"]["ops"][0] == "gat" for t in trials if t.state == TrialState.COMPLETE
+    )
+
+
+def test_too_many_failures_stop_the_search_with_a_clear_error(tmp_path):
+    exp = faulty(
+        experiment(n_trials=30, strategy="random", max_failed_trials=2), fail_first_op="gat"
+    )
+    exp["space"]["options"]["dataset"] = "cora"
+    with pytest.raises(
+        Exception, match=r"search stopped: 3 trials failed \(search.max_failed_trials is 2\)"
+    ):
+        run_search(plan_of(exp), tmp_path, progress=False)
+    assert all(t.state.is_finished() for t in trials_of(tmp_path))
+
+
+def test_a_worker_that_dies_mid_trial_is_retried(tmp_path):
+    marker = tmp_path / "killed"
+    exp = faulty(experiment(n_trials=20, strategy="random", batch_size=2),
+                 kill_once_marker=str(marker))  # fmt: skip
+    summary = run_search(plan_of(exp), tmp_path / "run", progress=False)
+    assert marker.exists(), "the worker was never killed"
+    trials = trials_of(tmp_path / "run")
+    assert summary.complete == 20 and summary.failed == 0
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * len(trials)
+
+
+def test_lifecycle_hooks_see_the_search(tmp_path):
+    engine_plugins.EVENTS.clear()
+    run_search(plan_of(experiment(n_trials=8, batch_size=2)), tmp_path, progress=False)
+    names = [name for name, _ in engine_plugins.EVENTS]
+    assert names[0] == "experiment_start" and names[-1] == "experiment_end"
+    assert names.count("trial_complete") == 8
+    summary = engine_plugins.EVENTS[-1][1]
+    assert summary["status"] == "ok" and summary["complete"] == 8
+
+
+def test_rerun_resumes_without_rerunning_completed_trials(tmp_path):
+    log = tmp_path / "evaluations.log"
+    exp = faulty(experiment(n_trials=20, strategy="random"), log_file=str(log))
+    run_search(plan_of(exp), tmp_path / "run", progress=False)
+    first = log.read_text().splitlines()
+    exp["search"]["n_trials"] = 35
+    summary = run_search(plan_of(exp), tmp_path / "run", progress=False)
+    assert summary.resumed_complete == 20 and summary.complete == 35
+    trials = trials_of(tmp_path / "run")
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 35
+    evaluated = Counter(line.split()[1] for line in log.read_text().splitlines())
+    assert len(first) == len({line.split()[1] for line in first})
+    assert max(evaluated.values()) == 1, "an arch was evaluated twice across the two runs"
+    # a finished search is a no-op
+    again = run_search(plan_of(exp), tmp_path / "run", progress=False)
+    assert again.complete == 35 and len(trials_of(tmp_path / "run")) == len(trials)
+
+
+def test_killing_the_driver_and_rerunning_finishes_exactly_the_requested_trials(tmp_path):
+    """SIGKILL the driver mid-search; the same command finishes the search: exactly n
+    COMPLETE trials, orphaned RUNNING trials failed and their archs retried, no completed
+    arch evaluated again."""
+    log = tmp_path / "evaluations.log"
+    exp = faulty(experiment(n_trials=60, strategy="random", batch_size=2), delay_s=0.15,
+                 log_file=str(log))  # fmt: skip
+    exp["run_dir"] = str(tmp_path / "run")
+    path = tmp_path / "exp.yaml"
+    path.write_text(json.dumps(exp))
+    command = [sys.executable, "-m", "nasforge.cli", "search", str(path)]
+    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    db = tmp_path / "run" / "study.db"
+    deadline = time.monotonic() + 120
+    complete = 0
+    while time.monotonic() < deadline and complete < 12:
+        time.sleep(0.3)
+        if db.exists():
+            with sqlite3.connect(db) as con:
+                complete = con.execute(
+                    "select count(*) from trials where state='COMPLETE'"
+                ).fetchone()[0]
+    assert complete >= 12, driver.communicate(timeout=5)[0].decode()[-2000:]
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    before = {t.number: t for t in trials_of(tmp_path / "run")}
+    done_before = {t.user_attrs["key"] for t in before.values() if t.state == TrialState.COMPLETE}
+    assert any(t.state == TrialState.RUNNING for t in before.values()), "nothing was in flight"
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "orphaned trials retried" in rerun.stdout
+    trials = trials_of(tmp_path / "run")
+    states = Counter(t.state for t in trials)
+    assert states[TrialState.COMPLETE] == 60
+    assert states[TrialState.RUNNING] == 0 and states[TrialState.WAITING] == 0
+    orphans = [t for t in trials if t.user_attrs.get("error", "").startswith("orphaned")]
+    assert orphans and all(before[t.number].state == TrialState.RUNNING for t in orphans)
+    retried = {t.user_attrs["retry_of"]: t for t in trials if "retry_of" in t.user_attrs}
+    for orphan in orphans:
+        if orphan.user_attrs["key"] not in done_before:
+            assert retried[orphan.number].user_attrs["key"] == orphan.user_attrs["key"]
+    # completed archs were not evaluated again by the second driver
+    evaluations = Counter(line.split()[1] for line in log.read_text().splitlines())
+    assert all(evaluations[key] == 1 for key in done_before)
+
+
+def test_a_second_driver_on_the_same_run_is_refused(tmp_path):
+    from nasforge.engine.search import RunLock
+
+    plan = plan_of(experiment(n_trials=4))
+    with RunLock(tmp_path), pytest.raises(StudyError, match="another nasforge process"):
+        run_search(plan, tmp_path, progress=False)
+
+
+def test_changing_the_objectives_of_an_existing_study_is_refused(tmp_path):
+    run_search(plan_of(experiment(n_trials=4, batch_size=2)), tmp_path, progress=False)
+    exp = experiment(n_trials=4)
+    exp["objectives"] = [{"metric": "test_acc", "direction": "maximize"}]
+    with pytest.raises(StudyError, match=r"set search\.study_name to start a new study"):
+        run_search(plan_of(exp), tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("storage", ["journal:journal.log", "sqlite:///{tmp}/elsewhere.db"])
+def test_alternative_storages_hold_the_record(tmp_path, storage):
+    storage = storage.format(tmp=tmp_path)
+    summary = run_search(
+        plan_of(experiment(n_trials=10, storage=storage)), tmp_path, progress=False
+    )
+    assert summary.complete == 10
+    if storage.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        storage = JournalStorage(JournalFileBackend(str(tmp_path / "journal.log")))
+    study = optuna.load_study(study_name="engine_test", storage=storage)
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 10
+    assert all("arch" in t.user_attrs and "valid_acc" in t.user_attrs for t in study.trials)
+
+
+def test_environment_storage_overrides_the_experiment(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'from_env.db'}"
+    monkeypatch.setenv("NASFORGE_STORAGE", url)
+    summary = run_search(
+        plan_of(experiment(n_trials=6, batch_size=3)), tmp_path / "run", progress=False
+    )
+    assert summary.storage == url
+    assert len(optuna.load_study(study_name="engine_test", storage=url).trials) >= 6
+
+
+def test_constraints_are_recorded_and_steer_the_front(tmp_path):
+    exp = experiment(n_trials=60, batch_size=5)
+    exp["constraints"] = ["latency_ms <= 2"]
+    run_search(plan_of(exp), tmp_path, progress=False)
+    trials = [t for t in trials_of(tmp_path) if t.state == TrialState.COMPLETE]
+    for t in trials:
+        assert t.system_attrs["constraints"] == [pytest.approx(t.user_attrs["latency_ms"] - 2)]
+    from nasforge.report import write_report
+
+    report = write_report(tmp_path, plan=plan_of(exp))
+    assert report.pareto and all(p["latency_ms"] <= 2 for p in report.pareto)
+
+
+@pytest.mark.parametrize("strategy", ["random", "tpe", "nsga2", "nsga3", "gp"])
+def test_every_strategy_runs_and_honours_its_seed(tmp_path, strategy):
+    """Same seed, same archs: a one-worker search proposes the same sequence twice."""
+    runs = []
+    for i in range(2):
+        exp = experiment(n_trials=12, strategy=strategy, concurrency=1, batch_size=1, seed=7)
+        exp["search"]["options"] = {"population_size": 4} if strategy.startswith("nsga") else {}
+        if strategy in ("tpe", "gp"):
+            exp["search"]["options"] = {"n_startup_trials": 4}
+        run_search(plan_of(exp), tmp_path / str(i), progress=False)
+        runs.append([t.user_attrs["arch"] for t in trials_of(tmp_path / str(i))])
+    assert runs[0] == runs[1]
+    assert len(runs[0]) >= 12
