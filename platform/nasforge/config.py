@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from .errors import ConfigError, PluginError
 from .plugins import Registry, build_registry, registry
@@ -65,13 +65,13 @@ class SearchSpec(_Model):
 
     strategy: str = "nsga2"
     options: dict[str, Any] = Field(default_factory=dict)
-    n_trials: int = Field(ge=1)
-    seed: int | None = 0
-    concurrency: int = Field(1, ge=1)
-    batch_size: int = Field(1, ge=1)
+    n_trials: StrictInt = Field(ge=1)
+    seed: StrictInt | None = 0
+    concurrency: StrictInt = Field(1, ge=1)
+    batch_size: StrictInt = Field(1, ge=1)
     resources_per_trial: Resources = Field(default_factory=Resources)
-    max_retries: int = Field(2, ge=0)
-    max_failed_trials: int | None = Field(None, ge=0)
+    max_retries: StrictInt = Field(2, ge=0)
+    max_failed_trials: StrictInt | None = Field(None, ge=0)
     storage: str | None = None
     study_name: str | None = None
 
@@ -140,8 +140,14 @@ class Constraint:
         return cls(metric, op, value)
 
     def violation(self, value: float) -> float:
-        """Optuna's constraint value: how far ``value`` is on the wrong side (≤ 0 is feasible)."""
-        return value - self.bound if self.op in ("<=", "<") else self.bound - value
+        """Optuna's constraint value: how far ``value`` is on the wrong side (≤ 0 is feasible).
+
+        A strict bound met with equality (``x < 5`` at 5) is infeasible by the least amount.
+        """
+        diff = value - self.bound if self.op in ("<=", "<") else self.bound - value
+        if diff == 0 and self.op in ("<", ">"):
+            return math.ulp(0.0)
+        return diff
 
     def __str__(self) -> str:
         return f"{self.metric} {self.op} {self.bound:g}"
@@ -241,6 +247,22 @@ def parse_experiment(data: Any) -> Experiment:
     return experiment
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (the
+    stock loader keeps the last one, silently dropping a whole section)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_experiment(path: str | Path) -> Experiment:
     """Read and validate an experiment file; errors name the file and the YAML path."""
     path = Path(path)
@@ -249,12 +271,16 @@ def load_experiment(path: str | Path) -> Experiment:
     except OSError as exc:
         raise ConfigError("", f"cannot read experiment file: {exc.strerror}", str(path)) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError("", f"invalid YAML{where}: {problem}", str(path)) from None
+    if data is None:
+        raise ConfigError(
+            "", "the file is empty: expected a mapping of experiment fields", str(path)
+        )
     try:
         return parse_experiment(data)
     except ConfigError as exc:
@@ -362,7 +388,11 @@ def resolve(experiment: Experiment, reg: Registry | None = None) -> Plan:
         "space", experiment.space.name, "space.name", "space.options", reg, experiment.space.options
     )
     if not isinstance(space, SearchSpace):
-        raise PluginError(f"space '{experiment.space.name}' did not build a SearchSpace")
+        origin = reg.get("space", experiment.space.name).origin
+        raise PluginError(
+            f"space '{experiment.space.name}' from plugin {origin} built a "
+            f"{type(space).__name__}, not a SearchSpace"
+        )
     if experiment.train is not None:
         train = experiment.train
         _build("trainer", train.trainer, "train.trainer", "train.options", reg, train.options)

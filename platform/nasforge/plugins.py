@@ -68,6 +68,7 @@ class Registry:
 
     def __init__(self, pm: pluggy.PluginManager, distributions: dict[str, tuple[str, str]]):
         self.pm = pm
+        self.distributions = distributions
         self._items: dict[str, dict[str, Registered]] = {kind: {} for kind in KIND_HOOKS}
         for kind, hook_name in KIND_HOOKS.items():
             for impl in getattr(pm.hook, hook_name).get_hookimpls():
@@ -78,9 +79,9 @@ class Registry:
                 except PluginError:
                     raise
                 except Exception as exc:  # a plugin bug: name the plugin, keep the cause
-                    who = f"{impl.plugin_name} ({dist} {version})" if dist else impl.plugin_name
                     raise PluginError(
-                        f"plugin '{who}' raised in {hook_name}: {type(exc).__name__}: {exc}"
+                        f"plugin '{self.describe(impl.plugin_name)}' raised in {hook_name}: "
+                        f"{type(exc).__name__}: {exc}"
                     ) from exc
 
     def _register_callback(self, kind: str, plugin: str, dist: str | None, version: str | None):
@@ -100,6 +101,10 @@ class Registry:
             self._items[kind][name] = item
 
         return register
+
+    def describe(self, plugin: str) -> str:
+        """``name (distribution version)`` for a loaded plugin, or its bare name."""
+        return _describe(plugin, self.distributions.get(plugin))
 
     def names(self, kind: str) -> list[str]:
         return sorted(self._items[kind])
@@ -123,10 +128,21 @@ class Registry:
             try:
                 impl.function(**{k: kwargs[k] for k in impl.argnames})
             except Exception as exc:
-                message = f"plugin '{impl.plugin_name}' raised in {hook_name}: {exc}"
+                message = (
+                    f"plugin '{self.describe(impl.plugin_name)}' raised in {hook_name}: "
+                    f"{type(exc).__name__}: {exc}"
+                )
                 if raise_errors:
                     raise PluginError(message) from exc
                 log.warning(message)
+
+
+def _describe(plugin: str, dist: tuple[str, str] | None) -> str:
+    return f"{plugin} ({dist[0]} {dist[1]})" if dist else plugin
+
+
+def _one_line(exc: Exception) -> str:
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
 def _entry_points() -> Iterable[importlib.metadata.EntryPoint]:
@@ -154,7 +170,7 @@ def build_plugin_manager(
         sources.append((name, lambda module=module: module, None))
 
     for name, load, dist in sources:
-        where = f"{name} ({dist[0]} {dist[1]})" if dist else name
+        where = _describe(name, dist)
         previous = pm.get_plugin(name)
         try:
             plugin = load()
@@ -165,19 +181,28 @@ def build_plugin_manager(
         if previous is not None:
             if previous is plugin:  # the same module listed by two dist-infos
                 continue
-            first = distributions.get(name)
-            first_where = f"{name} ({first[0]} {first[1]})" if first else name
+            first_where = _describe(name, distributions.get(name))
             raise PluginError(f"two plugins are named '{name}': {first_where} and {where}")
         try:
             pm.register(plugin, name=name)
         except pluggy.PluginValidationError as exc:
-            raise PluginError(f"plugin '{where}' is invalid: {exc}") from exc
+            raise PluginError(f"plugin '{where}' is invalid: {_one_line(exc)}") from exc
         if dist:
             distributions[name] = dist
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin '{exc.plugin}' implements an unknown hook: {exc}") from exc
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
+        callers = {n: c for n, c in vars(pm.hook).items() if not n.startswith("_")}
+        unknown = sorted(
+            n for n, c in callers.items()
+            if not c.has_spec() and any(i.plugin is exc.plugin for i in c.get_hookimpls())
+        )  # fmt: skip
+        known = ", ".join(sorted(n for n, c in callers.items() if c.has_spec()))
+        raise PluginError(
+            f"plugin '{_describe(name, distributions.get(name))}' implements an unknown hook "
+            f"{', '.join(repr(n) for n in unknown)} (known hooks: {known})"
+        ) from exc
     return pm, distributions
 
 

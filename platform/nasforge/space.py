@@ -26,6 +26,8 @@ import numpy as np
 from .errors import ArchError
 
 Arch = dict[str, Any]
+#: stands for a dimension that does not exist in an arch (``None`` is a valid choice)
+_ABSENT: Any = object()
 JSONScalar = (str, int, float, bool, type(None))
 
 
@@ -120,7 +122,8 @@ class Dimension(ABC):
 
     @abstractmethod
     def encode(self, value: Any) -> list[float]:
-        """Fixed-width numeric encoding for predictors (inactive dims encode as zeros)."""
+        """Fixed-width numeric encoding for predictors; ``_ABSENT`` (an inactive dimension)
+        encodes as zeros."""
 
 
 class Categorical(Dimension):
@@ -175,7 +178,7 @@ class Categorical(Dimension):
 
     def encode(self, value):
         out = [0.0] * len(self.choices)
-        if value is not None:
+        if value is not _ABSENT:
             out[self.index(value)] = 1.0
         return out
 
@@ -222,7 +225,7 @@ class IntRange(Dimension):
         return 1
 
     def encode(self, value):
-        if value is None:
+        if value is _ABSENT:
             return [0.0]
         span = self.high - self.low
         return [1.0 if span == 0 else (value - self.low) / span]
@@ -327,9 +330,9 @@ class PerLayer(Dimension):
 
     def encode(self, value):
         out = []
-        value = list(value or [])
+        value = [] if value is _ABSENT else list(value)
         for i in range(self.max_length):
-            out.extend(self.slot.encode(value[i] if i < len(value) else None))
+            out.extend(self.slot.encode(value[i] if i < len(value) else _ABSENT))
         return out
 
 
@@ -443,7 +446,7 @@ class SearchSpace:
         arch = self.validate(arch)
         out: list[float] = []
         for dim in self.dimensions:
-            out.extend(dim.encode(arch.get(dim.name)))
+            out.extend(dim.encode(arch.get(dim.name, _ABSENT)))
         return np.asarray(out, dtype=np.float64)
 
     def encoded_width(self) -> int:

@@ -83,13 +83,25 @@ def _checked(component: Any, produced: Any) -> dict[str, float]:
 
 
 def _device() -> tuple[str, str]:
-    try:
-        import torch
+    """The device trials run on here: the GPU Ray assigned to this worker, else the CPU.
 
-        if torch.cuda.is_available():
-            return "cuda", torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
+    torch is only consulted when a GPU is assigned or a plugin already imported it, so
+    table-backed searches do not pay its import on every worker.
+    """
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        try:
+            import ray
+
+            gpus = ray.get_gpu_ids() if ray.is_initialized() else []
+        except Exception:
+            gpus = []
+        if gpus:
+            import torch
+    if torch is not None and torch.cuda.is_available():
+        return "cuda", torch.cuda.get_device_name(torch.cuda.current_device())
     return "cpu", _cpu_name()
 
 
