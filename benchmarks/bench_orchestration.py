@@ -25,6 +25,10 @@ from nasforge.engine.storage import open_storage, storage_url
 from nasforge.engine.worker import Evaluator
 
 
+class ArchFailed(Exception):
+    """An arch its estimator could not evaluate (the all-skip arch has no table row)."""
+
+
 def experiment(trials: int, strategy: str, batch: int, concurrency: int) -> dict:
     return {
         "name": "bench_orchestration",
@@ -60,13 +64,19 @@ def baseline(plan, run_dir: Path) -> float:
         trial.set_user_attr("arch", arch)
         trial.set_user_attr("key", plan.space.key(arch))
         outcome = evaluator.evaluate(arch, trial.number)
+        if not outcome["ok"]:  # FAIL, as the engine records it
+            raise ArchFailed(outcome["error"])
         for name, value in outcome["metrics"].items():
             trial.set_user_attr(name, value)
         trial.set_user_attr("wall_s", outcome["wall_s"])
         return [outcome["metrics"][n] for n in names]
 
+    # like the engine: run until n_trials COMPLETE, failed archs recorded and skipped
+    stop = optuna.study.MaxTrialsCallback(
+        plan.experiment.search.n_trials, states=(optuna.trial.TrialState.COMPLETE,)
+    )
     start = time.perf_counter()
-    study.optimize(objective, n_trials=plan.experiment.search.n_trials)
+    study.optimize(objective, callbacks=[stop], catch=(ArchFailed,))
     return time.perf_counter() - start
 
 

@@ -79,6 +79,7 @@ def write_report(run_dir: str | Path, *, plan: Plan | None = None) -> Report:
         rows.append(row)
     table = pd.DataFrame(rows, columns=["number", "state", *metrics, "feasible", "arch",
                                         "duplicate_of", "device", "wall_s", "error"])  # fmt: skip
+    table = table.astype({"duplicate_of": "Int64"})  # ints with blanks, not 5.0 / NaN
     table.to_csv(run_dir / "trials.csv", index=False)
 
     complete = [t for t in trials if t.state == TrialState.COMPLETE]

@@ -87,12 +87,20 @@ def _safe_dtype(name: Any, align: Any = False, copy: Any = True) -> np.dtype:
     return dtype
 
 
-def _safe_scalar(dtype: Any, data: Any = None) -> float:
+def _safe_scalar(dtype: Any, data: Any = None) -> float | int:
     if not isinstance(dtype, np.dtype) or dtype.kind not in _FLOAT_KINDS:
         raise pickle.UnpicklingError("only numeric numpy scalars are allowed in a bench table")
     if not isinstance(data, bytes) or len(data) != dtype.itemsize:
         raise pickle.UnpicklingError("malformed numpy scalar in a bench table")
-    return float(np.frombuffer(data, dtype=dtype)[0])
+    value = np.frombuffer(data, dtype=dtype)[0]
+    return int(value) if dtype.kind in "iu" else float(value)
+
+
+def _safe_encode(text: Any, encoding: Any = "latin1") -> bytes:
+    """Pickle protocols 0-2 store a numpy scalar's bytes as ``_codecs.encode(str, 'latin1')``."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("only latin-1 byte strings are allowed in a bench table")
+    return text.encode(encoding)
 
 
 class _TableUnpickler(pickle.Unpickler):
@@ -102,6 +110,7 @@ class _TableUnpickler(pickle.Unpickler):
         ("numpy.core.multiarray", "scalar"): _safe_scalar,
         ("numpy._core.multiarray", "scalar"): _safe_scalar,
         ("numpy", "dtype"): _safe_dtype,
+        ("_codecs", "encode"): _safe_encode,
     }
 
     def find_class(self, module: str, name: str) -> Any:
@@ -130,7 +139,12 @@ def _read_table(path: Path) -> dict[int, dict[str, float]]:
         missing = {"valid_perf", "perf", "latency", "para"} - set(row)
         if missing:
             raise BenchFileError(f"{path}: entry {key} lacks {sorted(missing)}")
-        table[key] = {k: float(v) for k, v in row.items()}
+        for field, value in row.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise BenchFileError(
+                    f"{path}: entry {key} field {field!r} is not a number: {value!r}"
+                )
+        table[key] = {field: float(value) for field, value in row.items()}
     return table
 
 

@@ -93,23 +93,27 @@ class _TableLookup:
             )
         self.options["dataset"] = dataset
 
-    def _row(self, arch, context: EvalContext) -> dict[str, float]:
+    def _table(self, context: EvalContext) -> dict[int, dict[str, float]]:
         table = context.cache.get("table")
         if table is None:
             table = context.cache["table"] = nbg.load_table(
                 self.options["dataset"], self.options.get("bench_file")
             )
+        return table
+
+    def _row(self, arch, context: EvalContext) -> dict[str, float]:
         key = self.space.bench_hash(arch)
         try:
-            return table[key]
+            return self._table(context)[key]
         except KeyError:
+            hint = " (all-skip archs were never trained)" if set(arch["ops"]) == {"skip"} else ""
             raise ArchError(
                 f"arch {arch} (hash {key}) has no entry in the NAS-Bench-Graph "
-                f"{self.options['dataset']} table (all-skip archs were never trained)"
+                f"{self.options['dataset']} table{hint}"
             ) from None
 
     def setup(self, context: EvalContext) -> None:
-        self._row({"link": [0, 0, 0, 0], "ops": [self.space.ops[0]] * 4}, context)
+        self._table(context)
 
 
 class NasBenchGraphAccuracy(_TableLookup, Estimator):
