@@ -52,7 +52,7 @@ def experiment(trials: int, strategy: str, batch: int, concurrency: int) -> dict
 def baseline(plan, run_dir: Path) -> float:
     """``study.optimize`` in-process with the engine's own storage setup and trial record."""
     storage = open_storage(storage_url(None, run_dir), run_dir)
-    sampler = plan.strategy.sampler(plan.space, plan.objectives, plan.experiment.search.seed, None)
+    sampler = plan.strategy.sampler(plan.space, plan.objectives, plan.experiment.search.seed)
     study = optuna.create_study(
         storage=storage, sampler=sampler, directions=[o.direction for o in plan.objectives]
     )

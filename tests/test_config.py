@@ -162,7 +162,7 @@ class HillClimb(Strategy):
 
     multi_objective = False
 
-    def sampler(self, space, objectives, seed, constraints_func):
+    def sampler(self, space, objectives, seed):
         return optuna.samplers.RandomSampler(seed=seed)
 
 

@@ -260,7 +260,7 @@ def test_constraints_are_recorded_and_steer_the_front(tmp_path):
     run_search(plan_of(exp), tmp_path, progress=False)
     trials = [t for t in trials_of(tmp_path) if t.state == TrialState.COMPLETE]
     for t in trials:
-        assert t.system_attrs["constraints"] == [pytest.approx(t.user_attrs["latency_ms"] - 2)]
+        assert t.constraints == {"latency_ms <= 2": pytest.approx(t.user_attrs["latency_ms"] - 2)}
     from nasforge.report import write_report
 
     report = write_report(tmp_path, plan=plan_of(exp))

@@ -182,9 +182,9 @@ class Recorder:
         return {**quality, **cost}
 
     def _finish(self, trial: optuna.Trial, metrics: dict[str, float], attrs: dict) -> None:
-        constraints = [c.violation(metrics[c.metric]) for c in self.plan.constraints]
+        constraints = {str(c): c.violation(metrics[c.metric]) for c in self.plan.constraints}
         values = [metrics[o.metric] for o in self.plan.objectives]
-        self.record.finish(trial, values, {**metrics, **attrs}, constraints or None)
+        self.record.finish(trial, values, {**metrics, **attrs}, constraints)
 
     def trial(self, arch: dict | None = None) -> Expected:
         """Ask (the sampler's arch, or ``arch`` enqueued first), start, evaluate, tell."""

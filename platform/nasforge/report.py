@@ -51,7 +51,7 @@ def load_run(run_dir: Path) -> tuple[Plan, optuna.Study]:
 
 
 def _feasible(trial: optuna.trial.FrozenTrial) -> bool:
-    return all(c <= 0 for c in trial.system_attrs.get("constraints", []))
+    return all(c <= 0 for c in trial.constraints.values())
 
 
 def write_report(run_dir: str | Path, *, plan: Plan | None = None) -> Report:

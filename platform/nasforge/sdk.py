@@ -118,12 +118,11 @@ class Hardware(Component, ABC):
 class Strategy(ABC):
     """A search algorithm: builds the Optuna sampler that proposes archs.
 
-    ``constraints_func`` maps a finished trial to constraint values (``<= 0`` feasible);
-    samplers that support constraints must be given it.
+    The engine records each finished trial's constraint values with
+    ``Trial.set_constraint`` (``<= 0`` feasible), where Optuna's samplers read them.
     """
 
     Options: ClassVar[type[BaseModel] | None] = None
-    supports_constraints: ClassVar[bool] = True
     multi_objective: ClassVar[bool] = True
 
     def __init__(self, **options: Any):
@@ -135,7 +134,6 @@ class Strategy(ABC):
         space: SearchSpace,
         objectives: Sequence[Objective],
         seed: int | None,
-        constraints_func: Callable[[optuna.trial.FrozenTrial], Sequence[float]] | None,
     ) -> optuna.samplers.BaseSampler:
         """Return a fresh sampler; called once per search run (samplers are not persisted)."""
 

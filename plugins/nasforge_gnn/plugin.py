@@ -82,16 +82,21 @@ class _TableOptions(BaseModel):
 class _TableLookup:
     """Shared by the estimator and the cost model: one table row per canonical arch."""
 
+    Options = _TableOptions
+    space_types = (NasBenchGraphSpace,)
+    METRICS: dict[str, Metric] = {}
     space: NasBenchGraphSpace
     options: dict
 
-    def _bind_dataset(self) -> None:
+    def __init__(self, space, **options):
+        super().__init__(space, **options)
         dataset = self.options.get("dataset") or self.space.dataset
         if dataset != self.space.dataset:
             raise ValueError(
                 f"dataset {dataset!r} differs from the space's dataset {self.space.dataset!r}"
             )
         self.options["dataset"] = dataset
+        self.metrics = dict(self.METRICS)
 
     def _table(self, context: EvalContext) -> dict[int, dict[str, float]]:
         table = context.cache.get("table")
@@ -119,16 +124,10 @@ class _TableLookup:
 class NasBenchGraphAccuracy(_TableLookup, Estimator):
     """Validation and test accuracy (fraction correct) measured by NAS-Bench-Graph."""
 
-    Options = _TableOptions
-    space_types = (NasBenchGraphSpace,)
-
-    def __init__(self, space, **options):
-        super().__init__(space, **options)
-        self._bind_dataset()
-        self.metrics = {
-            "valid_acc": Metric("valid_acc", "", "maximize", "validation accuracy (fraction)"),
-            "test_acc": Metric("test_acc", "", "maximize", "test accuracy (fraction)"),
-        }
+    METRICS = {
+        "valid_acc": Metric("valid_acc", "", "maximize", "validation accuracy (fraction)"),
+        "test_acc": Metric("test_acc", "", "maximize", "test accuracy (fraction)"),
+    }
 
     def evaluate(self, arch, context):
         row = self._row(arch, context)
@@ -138,16 +137,10 @@ class NasBenchGraphAccuracy(_TableLookup, Estimator):
 class NasBenchGraphCost(_TableLookup, Hardware):
     """Inference latency and parameter count measured by NAS-Bench-Graph."""
 
-    Options = _TableOptions
-    space_types = (NasBenchGraphSpace,)
-
-    def __init__(self, space, **options):
-        super().__init__(space, **options)
-        self._bind_dataset()
-        self.metrics = {
-            "latency_ms": Metric("latency_ms", "ms", "minimize", "inference latency"),
-            "params_m": Metric("params_m", "M", "minimize", "parameters (millions)"),
-        }
+    METRICS = {
+        "latency_ms": Metric("latency_ms", "ms", "minimize", "inference latency"),
+        "params_m": Metric("params_m", "M", "minimize", "parameters (millions)"),
+    }
 
     def measure(self, arch, subnet, context):
         row = self._row(arch, context)

@@ -24,8 +24,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import StudyError
 
-#: system attribute under which Optuna samplers look for constraint values
-CONSTRAINTS_KEY = "constraints"
+#: prefix of the system attributes where Optuna keeps constraint values (``<= 0`` feasible)
+CONSTRAINT_PREFIX = "constraints:"
 
 
 class StudyRecord:
@@ -89,18 +89,17 @@ class StudyRecord:
         trial: optuna.Trial,
         values: Sequence[float],
         user_attrs: Mapping[str, Any],
-        constraints: Sequence[float] | None,
+        constraints: Mapping[str, float],
     ) -> None:
-        """Store ``user_attrs`` (metrics…) and constraint values, then mark COMPLETE."""
+        """Store ``user_attrs`` (metrics…) and constraint values (name -> value, ``<= 0``
+        feasible, where every Optuna sampler reads them), then mark COMPLETE."""
         trial_id = self.trial_ids[trial.number]
         for key, value in user_attrs.items():
             trial.set_user_attr(key, value)
             self.storage.set_trial_user_attr(trial_id, key, value)
-        if constraints is not None:
-            self.mirror._storage.set_trial_system_attr(
-                trial._trial_id, CONSTRAINTS_KEY, list(constraints)
-            )
-            self.storage.set_trial_system_attr(trial_id, CONSTRAINTS_KEY, list(constraints))
+        for name, value in constraints.items():
+            trial.set_constraint(name, value)
+            self.storage.set_trial_system_attr(trial_id, CONSTRAINT_PREFIX + name, float(value))
         self.mirror.tell(trial, list(values))
         self.storage.set_trial_state_values(trial_id, TrialState.COMPLETE, list(values))
 

@@ -255,17 +255,7 @@ def _run_tune(
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     _ray_init()
     spec = plan.experiment.search
-    constraints = plan.constraints
-
-    def constraints_func(trial: optuna.trial.FrozenTrial) -> list[float]:
-        return [c.violation(trial.user_attrs[c.metric]) for c in constraints]
-
-    sampler = plan.strategy.sampler(
-        plan.space,
-        plan.objectives,
-        spec.seed,
-        constraints_func if constraints and plan.strategy.supports_constraints else None,
-    )
+    sampler = plan.strategy.sampler(plan.space, plan.objectives, spec.seed)
     record = StudyRecord(study, sampler)
     for number, arch in recovered.retry:
         record.enqueue(plan.space.to_params(arch), {"retry_of": number})

@@ -145,9 +145,9 @@ class StudySearcher(Searcher):
 
     # -- telling the study ---------------------------------------------------------
     def _tell(self, trial: optuna.Trial, metrics: dict[str, float], attrs: dict[str, Any]) -> None:
-        constraints = [c.violation(metrics[c.metric]) for c in self.plan.constraints]
+        constraints = {str(c): c.violation(metrics[c.metric]) for c in self.plan.constraints}
         values = [metrics[o.metric] for o in self.plan.objectives]
-        self.record.finish(trial, values, {**metrics, **attrs}, constraints or None)
+        self.record.finish(trial, values, {**metrics, **attrs}, constraints)
         self.complete += 1
         if "duplicate_of" not in attrs:
             self.values.append(values)
