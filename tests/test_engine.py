@@ -183,10 +183,13 @@ def test_killing_the_driver_and_rerunning_finishes_exactly_the_requested_trials(
     while time.monotonic() < deadline and complete < 12:
         time.sleep(0.3)
         if db.exists():
-            with sqlite3.connect(db) as con:
-                complete = con.execute(
-                    "select count(*) from trials where state='COMPLETE'"
-                ).fetchone()[0]
+            try:
+                with sqlite3.connect(db) as con:
+                    complete = con.execute(
+                        "select count(*) from trials where state='COMPLETE'"
+                    ).fetchone()[0]
+            except sqlite3.OperationalError:  # the driver is still creating the tables
+                pass
     assert complete >= 12, driver.communicate(timeout=5)[0].decode()[-2000:]
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
