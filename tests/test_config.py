@@ -376,6 +376,13 @@ MALFORMED = [
         id="storage-url",
     ),
     pytest.param(
+        edited(("search.storage", "postgresql://nas:s3cret@db:5432/studies")),
+        "search.storage: a password does not belong in an experiment file: leave it out of "
+        "the URL and give it through the environment (NASFORGE_STORAGE, or PGPASSWORD for "
+        "PostgreSQL)",
+        id="storage-password",
+    ),
+    pytest.param(
         edited(("estimators", [])),
         "estimators: expected at least 1 entry, got none",
         id="estimators-empty",

@@ -78,6 +78,12 @@ class SearchSpec(_Model):
     @field_validator("storage")
     @classmethod
     def _storage_kind(cls, value: str | None) -> str | None:
+        if value is not None and re.match(r"^[a-z0-9+]+://[^/@:]*:[^/@]*@", value):
+            raise ValueError(
+                "a password does not belong in an experiment file: leave it out of the URL "
+                "and give it through the environment (NASFORGE_STORAGE, or PGPASSWORD for "
+                "PostgreSQL)"
+            )
         if value is None or value.startswith("journal:") or re.match(r"^[a-z0-9+]+://", value):
             return value
         raise ValueError(
