@@ -24,7 +24,9 @@ def ray_session():
     as RAY_ADDRESS so CLI subprocesses join it instead of starting their own."""
     import ray
 
-    context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    context = ray.init(
+        num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False
+    )
     previous = os.environ.get("RAY_ADDRESS")
     os.environ["RAY_ADDRESS"] = context.address_info["address"]
     yield context

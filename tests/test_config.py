@@ -773,3 +773,87 @@ def test_violation_is_at_most_zero_exactly_when_feasible(text, value, feasible):
 )
 def test_violation_is_the_distance_on_the_wrong_side(text, value, violation):
     assert Constraint.parse(text).violation(value) == pytest.approx(violation)
+
+
+# -- secrets, duplicates and reserved names --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://nas:s3cret@db:5432/studies",
+        "postgresql://nas@db/studies?password=s3cret",
+        "mysql+pymysql://nas@db/studies?sslpassword=s3cret",
+    ],
+)
+def test_a_password_in_the_storage_url_is_refused_without_echoing_it(tmp_path, url):
+    message = str(config_error(write(tmp_path, edited(("search.storage", url)))))
+    assert "search.storage: a password does not belong in an experiment file" in message
+    assert "s3cret" not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql://nas:s3cret@db:5432/s", "postgresql://nas:***@db:5432/s"),
+        (
+            "postgresql://nas@db/s?sslmode=require&password=s3cret",
+            "postgresql://nas@db/s?sslmode=require&password=***",
+        ),
+        ("sqlite:////runs/x/study.db", "sqlite:////runs/x/study.db"),
+    ],
+)
+def test_printed_storage_urls_hide_passwords(url, masked):
+    from nasforge.engine.storage import mask_url
+
+    assert mask_url(url) == masked
+
+
+def test_a_constraint_listed_twice_is_refused(tmp_path):
+    data = edited(("constraints", ["latency_ms <= 5", "latency_ms<=5.0"]))
+    assert str(config_error(write(tmp_path, data))).endswith(
+        "constraints[1]: 'latency_ms <= 5' is listed twice"
+    )
+
+
+def test_close_bounds_keep_distinct_names():
+    assert str(Constraint.parse("params_m <= 0.1234567")) != str(
+        Constraint.parse("params_m <= 0.1234568")
+    )
+
+
+def test_a_yaml_key_that_is_not_a_plain_value_is_one_line(tmp_path):
+    path = write(tmp_path, "name: x\n? [a, b]\n: 1\n")
+    message = str(config_error(path))
+    assert message.startswith(f"{path}: invalid YAML at line 2") and "\n" not in message
+    assert "a key must be a plain value, got list" in message
+
+
+class _ReservedMetric(Estimator):
+    """Produces a metric named like an engine attribute."""
+
+    def __init__(self, space, **options):
+        super().__init__(space, **options)
+        self.metrics = {"error": Metric("error", better="minimize")}
+
+    def evaluate(self, arch, context):
+        return {"error": 0.0}
+
+
+class _ReservedPlugin:
+    @hookimpl
+    def register_estimators(self, register):
+        register("toy.reserved", _ReservedMetric)
+
+
+def test_a_metric_named_like_an_engine_attribute_is_refused_at_validation(tmp_path):
+    reg = build_registry([("reserved", _ReservedPlugin())])
+    data = edited(("estimators", [{"name": "gnn.nasbench_graph"}, {"name": "toy.reserved"}]))
+    with pytest.raises(PluginError, match="produces a metric named 'error', which is reserved"):
+        load_plan(write(tmp_path, data), reg=reg)
+
+
+def test_an_installed_plugin_module_may_also_be_listed_under_plugins(tmp_path):
+    data = edited(("plugins", ["nasforge_gnn.plugin"]))
+    plan = load_plan(write(tmp_path, data))
+    assert plan.space.dataset == "cora"

@@ -29,7 +29,7 @@ from nasforge_gnn import nasbench_graph as nbg
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 
-def experiment(**search) -> dict:
+def experiment(options: dict | None = None, **search) -> dict:
     exp = {
         "name": "engine_test",
         "plugins": ["engine_plugins"],
@@ -46,6 +46,8 @@ def experiment(**search) -> dict:
     exp["search"].update(search)
     if not exp["search"]["strategy"].startswith("nsga"):
         exp["search"]["options"] = {}
+    if options is not None:
+        exp["search"]["options"] = options
     return exp
 
 
@@ -160,6 +162,8 @@ def test_rerun_resumes_without_rerunning_completed_trials(tmp_path):
     evaluated = Counter(line.split()[1] for line in log.read_text().splitlines())
     assert len(first) == len({line.split()[1] for line in first})
     assert max(evaluated.values()) == 1, "an arch was evaluated twice across the two runs"
+    # the resumed sampler explores: the 15 new trials are new archs, not replays of the 20
+    assert len(evaluated) >= 33
     # a finished search is a no-op
     again = run_search(plan_of(exp), tmp_path / "run", progress=False)
     assert again.complete == 35 and len(trials_of(tmp_path / "run")) == len(trials)
@@ -283,3 +287,92 @@ def test_every_strategy_runs_and_honours_its_seed(tmp_path, strategy):
         runs.append([t.user_attrs["arch"] for t in trials_of(tmp_path / str(i))])
     assert runs[0] == runs[1]
     assert len(runs[0]) >= 12
+
+
+def test_a_resumed_search_explores_new_archs_instead_of_replaying(tmp_path):
+    """The sampler's state (NSGA-II's generation) lives on the trials and its seed moves on
+    with the study, so a rerun does not re-propose the first run's archs."""
+    plan = plan_of(experiment(n_trials=40, batch_size=4, options={"population_size": 10}))
+    run_search(plan, tmp_path, progress=False)
+    first = trials_of(tmp_path)
+    assert all("NSGAIISampler:generation" in t.system_attrs for t in first)
+    exp = experiment(n_trials=70, batch_size=4, options={"population_size": 10})
+    run_search(plan_of(exp), tmp_path, progress=False)
+    new = [t for t in trials_of(tmp_path)[len(first) :] if t.state == TrialState.COMPLETE]
+    replayed = [t for t in new if t.user_attrs.get("duplicate_of", len(first)) < len(first)]
+    assert len(new) == 30 and len(replayed) < 10
+    assert max(t.system_attrs["NSGAIISampler:generation"] for t in new) >= 4
+
+
+def test_a_study_from_a_different_experiment_is_refused(tmp_path):
+    run_search(plan_of(experiment(n_trials=4, batch_size=2)), tmp_path, progress=False)
+    written = (tmp_path / "experiment.json").read_text()
+    exp = experiment(n_trials=8)
+    exp["space"]["options"]["dataset"] = "citeseer"
+    with pytest.raises(StudyError, match=r"different 'space' section, so its results do not apply"):
+        run_search(plan_of(exp), tmp_path, progress=False)
+    assert (tmp_path / "experiment.json").read_text() == written
+
+
+def test_an_estimator_that_cannot_set_up_stops_the_search_with_its_error(tmp_path):
+    bench = tmp_path / "broken.bench"
+    bench.write_bytes(b"not a pickle")
+    exp = experiment(n_trials=20, strategy="random")
+    exp["estimators"] = [{"name": "gnn.nasbench_graph", "options": {"bench_file": str(bench)}}]
+    start = time.monotonic()
+    with pytest.raises(
+        Exception, match=r"setting up the evaluation failed: BenchFileError: .*broken\.bench"
+    ):
+        run_search(plan_of(exp), tmp_path / "run", progress=False)
+    assert time.monotonic() - start < 60
+    failed = [t for t in trials_of(tmp_path / "run") if t.state == TrialState.FAIL]
+    assert failed and all(
+        "setting up the evaluation failed" in t.user_attrs["error"] for t in failed
+    )
+    assert all(t.state.is_finished() for t in trials_of(tmp_path / "run"))
+
+
+def test_an_arch_that_kills_its_worker_does_not_fail_its_batch_mates(tmp_path):
+    marker = tmp_path / "killed"
+    exp = faulty(experiment(n_trials=12, strategy="random", batch_size=3, max_retries=0),
+                 kill_once_marker=str(marker))  # fmt: skip
+    summary = run_search(plan_of(exp), tmp_path / "run", progress=False)
+    assert marker.exists() and summary.complete == 12
+    trials = {t.number: t for t in trials_of(tmp_path / "run")}
+    died = [t for t in trials.values() if t.state == TrialState.FAIL]
+    assert len(died) == 3
+    assert all(t.user_attrs["error"].endswith("the arch is retried alone") for t in died)
+    retries = {t.user_attrs["retry_of"]: t for t in trials.values() if "retry_of" in t.user_attrs}
+    for t in died:
+        assert retries[t.number].state == TrialState.COMPLETE
+        assert retries[t.number].user_attrs["key"] == t.user_attrs["key"]
+
+
+def test_trials_queued_from_outside_are_taken_over(tmp_path):
+    plan = plan_of(experiment(n_trials=4, batch_size=2))
+    run_search(plan, tmp_path, progress=False)
+    arch = {"link": [0, 1, 2, 3], "ops": ["gcn", "gin", "sage", "fc"]}
+    study = optuna.load_study(
+        study_name="engine_test", storage=f"sqlite:///{tmp_path / 'study.db'}"
+    )
+    study.enqueue_trial(plan.space.to_params(arch))
+    queued = study.trials[-1].number
+    run_search(plan_of(experiment(n_trials=8, batch_size=2)), tmp_path, progress=False)
+    trials = trials_of(tmp_path)
+    assert trials[queued].state == TrialState.FAIL
+    taken = [t for t in trials if t.user_attrs.get("retry_of") == queued]
+    assert len(taken) == 1 and taken[0].state == TrialState.COMPLETE
+    assert taken[0].user_attrs["arch"] == arch
+
+
+def test_a_trial_bigger_than_a_local_ray_is_refused_before_it_waits_forever(monkeypatch):
+    from nasforge.config import Resources
+    from nasforge.engine.search import _ray_init
+    from nasforge.errors import NasforgeError
+
+    monkeypatch.delenv("RAY_ADDRESS")
+    with pytest.raises(
+        NasforgeError,
+        match=r"resources_per_trial.cpu: one trial asks for 64 CPU, but the Ray cluster has 2",
+    ):
+        _ray_init(Resources(cpu=64))

@@ -130,21 +130,27 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 def cmd_plugins(args: argparse.Namespace) -> int:
     from .plugins import registry
 
-    items = list(registry())
+    reg = registry()
+    rows = [
+        {"kind": i.kind, "name": i.name, "plugin": i.plugin, "distribution": i.distribution,
+         "version": i.version, "summary": i.summary}
+        for i in reg
+    ]  # fmt: skip
+    for plugin, hooks in reg.lifecycle_hooks().items():
+        dist, version = reg.distributions.get(plugin, (None, None))
+        rows.append({"kind": "hooks", "name": ", ".join(hooks), "plugin": plugin,
+                     "distribution": dist, "version": version, "summary": "lifecycle hooks"})  # fmt: skip
     if args.json:
-        print(json.dumps([
-            {"kind": i.kind, "name": i.name, "plugin": i.plugin, "distribution": i.distribution,
-             "version": i.version, "summary": i.summary}
-            for i in items
-        ], indent=2))  # fmt: skip
+        print(json.dumps(rows, indent=2))
         return 0
-    rows = [("KIND", "NAME", "PLUGIN", "DISTRIBUTION", "SUMMARY")]
-    rows += [
-        (i.kind, i.name, i.plugin, f"{i.distribution or '-'} {i.version or ''}".strip(), i.summary)
-        for i in items
-    ]
-    widths = [max(len(r[c]) for r in rows) for c in range(4)]
-    for r in rows:
+    table = [("KIND", "NAME", "PLUGIN", "DISTRIBUTION", "SUMMARY")]
+    table += [
+        (r["kind"], r["name"], r["plugin"],
+         f"{r['distribution'] or '-'} {r['version'] or ''}".strip(), r["summary"])
+        for r in rows
+    ]  # fmt: skip
+    widths = [max(len(r[c]) for r in table) for c in range(4)]
+    for r in table:
         print("  ".join(r[c].ljust(widths[c]) for c in range(4)) + "  " + r[4])
     return 0
 

@@ -78,18 +78,35 @@ class SearchSpec(_Model):
     @field_validator("storage")
     @classmethod
     def _storage_kind(cls, value: str | None) -> str | None:
-        if value is not None and re.match(r"^[a-z0-9+]+://[^/@:]*:[^/@]*@", value):
+        if value is None or value.startswith("journal:"):
+            return value
+        if not re.match(r"^[a-z0-9+]+://", value):
+            raise ValueError(
+                "expected an RDB URL (sqlite:///PATH, postgresql://HOST/DB, mysql://…) or "
+                f"journal:PATH, got {value!r}"
+            )
+        if url_has_password(value):
             raise ValueError(
                 "a password does not belong in an experiment file: leave it out of the URL "
                 "and give it through the environment (NASFORGE_STORAGE, or PGPASSWORD for "
                 "PostgreSQL)"
             )
-        if value is None or value.startswith("journal:") or re.match(r"^[a-z0-9+]+://", value):
-            return value
-        raise ValueError(
-            "expected an RDB URL (sqlite:///PATH, postgresql://HOST/DB, mysql://…) or "
-            f"journal:PATH, got {value!r}"
-        )
+        return value
+
+
+#: URL query keys that carry secrets
+SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pwd", "sslpassword"})
+
+
+def url_has_password(url: str) -> bool:
+    """Whether a database URL carries a password (in its authority or its query)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # not parseable as SQLAlchemy URL: look for user:secret@
+        return bool(re.match(r"^[a-z0-9+]+://[^/@:]*:[^/@]*@", url))
+    return bool(parsed.password) or any(k.lower() in SECRET_QUERY_KEYS for k in parsed.query)
 
 
 class Experiment(_Model):
@@ -156,7 +173,12 @@ class Constraint:
         return diff
 
     def __str__(self) -> str:
-        return f"{self.metric} {self.op} {self.bound:g}"
+        """``metric op bound`` with the bound exact (distinct bounds print distinctly): it is
+        also the constraint's name on the trials."""
+        short = f"{self.bound:g}"
+        return (
+            f"{self.metric} {self.op} {short if float(short) == self.bound else repr(self.bound)}"
+        )
 
 
 # -- loading -----------------------------------------------------------------------------
@@ -261,6 +283,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str | int | float | bool | type(None)):
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a key must be a plain value, got {type(key).__name__}",
+                    key_node.start_mark,
+                )  # fmt: skip
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -314,6 +341,13 @@ class Plan:
     metrics: dict[str, Metric]
     producers: dict[str, str]
     registry: Registry
+
+
+#: trial attributes and report columns the engine owns; no metric may take these names
+RESERVED_NAMES = frozenset(
+    {"arch", "key", "error", "device", "node", "wall_s", "duplicate_of", "retry_of",
+     "number", "state", "feasible", "traceback"}
+)  # fmt: skip
 
 
 def _options(item: Any, options: Mapping[str, Any], path: str) -> dict[str, Any]:
@@ -422,6 +456,11 @@ def resolve(experiment: Experiment, reg: Registry | None = None) -> Plan:
                     f"{kind} '{spec.name}' needs a trained supernet: add a 'train' section",
                 )
             for metric_name, metric in component.metrics.items():
+                if metric_name in RESERVED_NAMES:
+                    raise PluginError(
+                        f"{kind} '{spec.name}' produces a metric named '{metric_name}', which is "
+                        f"reserved for the engine's trial records ({', '.join(sorted(RESERVED_NAMES))})"
+                    )
                 if metric_name in producers:
                     raise ConfigError(
                         f"{path}.name",
@@ -453,6 +492,9 @@ def resolve(experiment: Experiment, reg: Registry | None = None) -> Plan:
 
     constraints = [Constraint.parse(text) for text in experiment.constraints]
     for i, constraint in enumerate(constraints):
+        if any((c.metric, c.op, c.bound) == (constraint.metric, constraint.op, constraint.bound)
+               for c in constraints[:i]):  # fmt: skip
+            raise ConfigError(f"constraints[{i}]", f"'{constraint}' is listed twice")
         if constraint.metric not in metrics:
             raise ConfigError(
                 f"constraints[{i}]",

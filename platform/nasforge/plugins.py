@@ -122,6 +122,14 @@ class Registry:
             yield from (self._items[kind][n] for n in self.names(kind))
 
     # -- lifecycle hooks -------------------------------------------------------------
+    def lifecycle_hooks(self) -> dict[str, list[str]]:
+        """Plugin name -> the lifecycle hooks it implements (loggers, integrations)."""
+        hooks: dict[str, list[str]] = {}
+        for hook_name in ("experiment_start", "trial_complete", "experiment_end"):
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                hooks.setdefault(impl.plugin_name, []).append(hook_name)
+        return hooks
+
     def notify(self, hook_name: str, *, raise_errors: bool, **kwargs: Any) -> None:
         """Call every implementation of a lifecycle hook, naming the plugin on failure."""
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
@@ -178,9 +186,9 @@ def build_plugin_manager(
             raise PluginError(
                 f"plugin '{where}' failed to import: {type(exc).__name__}: {exc}"
             ) from exc
-        if previous is not None:
-            if previous is plugin:  # the same module listed by two dist-infos
-                continue
+        if previous is not None or pm.is_registered(plugin):
+            if previous is plugin or previous is None:  # listed twice (two dist-infos, or an
+                continue  # experiment's `plugins:` naming an installed plugin module)
             first_where = _describe(name, distributions.get(name))
             raise PluginError(f"two plugins are named '{name}': {first_where} and {where}")
         try:

@@ -46,7 +46,7 @@ def load_run(run_dir: Path) -> tuple[Plan, optuna.Study]:
         raise StudyError(f"{run_dir}: not a nasforge run directory (no experiment.json)")
     experiment: Experiment = parse_experiment(json.loads(config.read_text()))
     plan = resolve(experiment)
-    study, _ = open_study(plan, run_dir)
+    study, _ = open_study(plan, run_dir, create=False)
     return plan, study
 
 
@@ -62,7 +62,7 @@ def write_report(run_dir: str | Path, *, plan: Plan | None = None) -> Report:
     if plan is None:
         plan, study = load_run(run_dir)
     else:
-        study, _ = open_study(plan, run_dir)
+        study, _ = open_study(plan, run_dir, create=False)
     trials = study.get_trials(deepcopy=False)
     objectives = plan.objectives
     metrics = list(plan.metrics)
@@ -125,15 +125,24 @@ def _plot(path: Path, plan: Plan, complete, front) -> Path:
     import matplotlib.pyplot as plt
 
     objectives = plan.objectives
-    x_obj = objectives[1] if len(objectives) > 1 else objectives[0]
     y_obj = objectives[0]
-    x_metric, y_metric = plan.metrics[x_obj.metric], plan.metrics[y_obj.metric]
+    y_metric = plan.metrics[y_obj.metric]
+    if len(objectives) > 1:
+        x_obj = objectives[1]
+        x_metric = plan.metrics[x_obj.metric]
+        x_label = f"{x_metric.label} ({x_obj.direction})"
+
+        def x_of(t):
+            return t.user_attrs[x_obj.metric]
+
+    else:  # one objective: its value per trial, the best highlighted
+        x_label = "trial"
+
+        def x_of(t):
+            return t.number
 
     def xy(trials):
-        return (
-            [t.user_attrs[x_obj.metric] for t in trials],
-            [t.user_attrs[y_obj.metric] for t in trials],
-        )
+        return [x_of(t) for t in trials], [t.user_attrs[y_obj.metric] for t in trials]
 
     fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
     feasible = [t for t in complete if _feasible(t)]
@@ -143,9 +152,11 @@ def _plot(path: Path, plan: Plan, complete, front) -> Path:
         ax.scatter(*xy(infeasible), s=14, facecolors="none", edgecolors="#c0c0c0",
                    label=f"infeasible ({len(infeasible)})")  # fmt: skip
     if front and len(objectives) > 1:
-        fx, fy = xy(sorted(front, key=lambda t: t.user_attrs[x_obj.metric]))
+        fx, fy = xy(sorted(front, key=x_of))
         ax.plot(fx, fy, "-o", color="#d1495b", ms=5, lw=1.5, label=f"Pareto front ({len(front)})")
-    ax.set_xlabel(f"{x_metric.label} ({x_obj.direction})")
+    elif front:
+        ax.scatter(*xy(front), s=40, color="#d1495b", label=f"best ({len(front)})")
+    ax.set_xlabel(x_label)
     ax.set_ylabel(f"{y_metric.label} ({y_obj.direction})")
     ax.set_title(f"{plan.experiment.name}: {len(complete)} trials")
     ax.grid(alpha=0.3)

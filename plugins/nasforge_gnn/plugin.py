@@ -12,9 +12,10 @@ table row (and one evaluation).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from nasforge import (
     Categorical,
@@ -77,6 +78,13 @@ class _TableOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dataset: Dataset | None = None
     bench_file: str | None = None
+
+    @field_validator("bench_file")
+    @classmethod
+    def _exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
 
 
 class _TableLookup:

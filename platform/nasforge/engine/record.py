@@ -9,7 +9,8 @@ through to the persistent study — the record users open in optuna-dashboard:
 - :meth:`StudyRecord.finish` / :meth:`StudyRecord.fail`: its metrics, then COMPLETE or FAIL.
 
 Both studies number trials identically: the mirror is loaded from the persistent study at
-start, and each mirror trial is created in the persistent study before the next is asked.
+start, and each mirror trial is created in the persistent study before the next is asked
+(archs queued for retry wait in the mirror and are handed out first, in number order).
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ class StudyRecord:
             params=dict(trial.params),
             distributions=dict(trial.distributions),
             user_attrs={**trial.user_attrs, **user_attrs},
-            system_attrs={},
+            # the sampler's own per-trial state (NSGA-II's generation…), so a resumed search
+            # carries on where it was instead of starting its algorithm over
+            system_attrs=dict(self.mirror._storage.get_trial_system_attrs(trial._trial_id)),
             intermediate_values={},
             trial_id=0,
         )

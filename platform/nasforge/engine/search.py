@@ -15,10 +15,12 @@ import logging
 import os
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
@@ -26,7 +28,7 @@ from ..config import Plan
 from ..errors import NasforgeError, StudyError
 from ..plugins import Registry
 from .record import StudyRecord
-from .searcher import RESERVED_ATTRS, Progress, StudySearcher
+from .searcher import Progress, StudySearcher
 from .storage import mask_url, open_storage, storage_url
 from .worker import evaluate_trial
 
@@ -78,19 +80,45 @@ class RunLock:
             self.fd = None
 
 
-def open_study(plan: Plan, run_dir: Path) -> tuple[optuna.Study, str]:
-    """Create or load the experiment's study; refuse one whose objectives differ."""
+#: the experiment fields that define what a study's trials mean; a rerun may change the
+#: budget and the search settings, not these
+DEFINING_FIELDS = (
+    "plugins",
+    "space",
+    "train",
+    "estimators",
+    "hardware",
+    "objectives",
+    "constraints",
+)
+
+
+def open_study(plan: Plan, run_dir: Path, *, create: bool = True) -> tuple[optuna.Study, str]:
+    """Create or load the experiment's study.
+
+    A study made by a different experiment (another space, estimator, objective…) is
+    refused: its recorded metrics would be reused as if they were this experiment's.
+    With ``create=False`` a missing study is an error (for read-only commands).
+    """
     experiment = plan.experiment
     url = storage_url(experiment.search.storage, run_dir)
     storage = open_storage(url, run_dir)
     name = experiment.search.study_name or experiment.name
     directions = [o.direction for o in plan.objectives]
     names = [o.metric for o in plan.objectives]
+    defining = experiment.model_dump(mode="json", include=set(DEFINING_FIELDS))
     try:
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
+        if not create:
+            raise StudyError(
+                f"no study '{name}' in {mask_url(url)}: run `nasforge search` first, or set "
+                "NASFORGE_STORAGE to the storage the search used"
+            ) from None
         study = optuna.create_study(study_name=name, storage=storage, directions=directions)
-        study.set_metric_names(names)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(names)
         study.set_user_attr("experiment", experiment.model_dump(mode="json"))
         return study, url
     stored = [d.name.lower() for d in study.directions]
@@ -99,10 +127,19 @@ def open_study(plan: Plan, run_dir: Path) -> tuple[optuna.Study, str]:
             f"study '{name}' in {mask_url(url)} optimises {study.metric_names} {stored}, but the "
             f"experiment asks {names} {directions}: set search.study_name to start a new study"
         )
+    recorded = study.user_attrs.get("experiment", {})
+    for section in DEFINING_FIELDS:
+        if section in recorded and recorded[section] != defining[section]:
+            raise StudyError(
+                f"study '{name}' in {mask_url(url)} was made by an experiment with a different "
+                f"'{section}' section, so its results do not apply: set search.study_name to "
+                "start a new study (or restore the original section)"
+            )
     return study, url
 
 
 ORPHANED = "orphaned: its driver stopped before it finished"
+REQUEUED = "queued outside nasforge: its params were queued again for this search"
 
 
 @dataclass
@@ -112,7 +149,7 @@ class Recovered:
     cache: dict[str, tuple[int, dict[str, float]]]  # canonical key -> (trial, metrics)
     complete: int
     orphans: int  # trials found RUNNING and marked FAIL now
-    retry: list[tuple[int, dict[str, Any]]]  # (orphaned trial number, arch) to evaluate again
+    retry: list[tuple[int, dict[str, Any]]]  # (trial number, Optuna params) to ask first
 
 
 def recover(study: optuna.Study, plan: Plan) -> Recovered:
@@ -120,7 +157,8 @@ def recover(study: optuna.Study, plan: Plan) -> Recovered:
 
     Trials left RUNNING by a dead driver are marked FAIL (``error`` says orphaned); every
     orphaned arch that has not completed since, and has not been retried yet, is returned
-    for retry — so a driver that dies again before retrying loses nothing either.
+    for retry — so a driver that dies again before retrying loses nothing either. Trials
+    someone queued with ``study.enqueue_trial`` (WAITING) are taken over the same way.
     """
     metric_names = list(plan.metrics)
     storage = study._storage
@@ -128,11 +166,13 @@ def recover(study: optuna.Study, plan: Plan) -> Recovered:
     orphans = 0
     for trial in trials:
         if trial.state in (TrialState.RUNNING, TrialState.WAITING):
-            storage.set_trial_user_attr(trial._trial_id, "error", ORPHANED)
+            queued = trial.state == TrialState.WAITING
+            if queued:  # WAITING -> RUNNING stamps its start time, which FAIL requires
+                storage.set_trial_state_values(trial._trial_id, TrialState.RUNNING)
+            storage.set_trial_user_attr(trial._trial_id, "error", REQUEUED if queued else ORPHANED)
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-            orphans += 1
-    if orphans:
-        trials = study.get_trials(deepcopy=False)
+            orphans += not queued
+    trials = study.get_trials(deepcopy=False)
     cache: dict[str, tuple[int, dict[str, float]]] = {}
     complete = 0
     retried = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
@@ -146,38 +186,46 @@ def recover(study: optuna.Study, plan: Plan) -> Recovered:
     retry: list[tuple[int, dict[str, Any]]] = []
     keys: set[str] = set()
     for trial in trials:
-        arch, key = trial.user_attrs.get("arch"), trial.user_attrs.get("key")
-        if (
-            trial.state == TrialState.FAIL
-            and trial.user_attrs.get("error") == ORPHANED
-            and trial.number not in retried
-            and arch is not None
-            and key not in cache
-            and key not in keys
-        ):
-            retry.append((trial.number, arch))
-            keys.add(key)
+        if trial.state != TrialState.FAIL or trial.number in retried:
+            continue
+        error = trial.user_attrs.get("error")
+        if error == REQUEUED and "fixed_params" in trial.system_attrs:
+            retry.append((trial.number, dict(trial.system_attrs["fixed_params"])))
+        elif error == ORPHANED and "arch" in trial.user_attrs:
+            key = trial.user_attrs["key"]
+            if key not in cache and key not in keys:
+                retry.append((trial.number, plan.space.to_params(trial.user_attrs["arch"])))
+                keys.add(key)
     return Recovered(cache, complete, orphans, retry)
 
 
-def _check_metric_names(plan: Plan) -> None:
-    clash = sorted(RESERVED_ATTRS & set(plan.metrics))
-    if clash:
-        raise StudyError(
-            f"metric name {clash[0]!r} is reserved for the engine's trial attributes "
-            f"({', '.join(sorted(RESERVED_ATTRS))}); rename it in its plugin"
-        )
-
-
-def _ray_init() -> None:
+def _ray_init(resources: Any) -> None:
+    """Join ``RAY_ADDRESS`` if set, else start a local Ray bound to 127.0.0.1 (no
+    dashboard); then check that one trial's resources fit the cluster at all."""
     import ray
 
+    address = os.environ.get("RAY_ADDRESS")
     if not ray.is_initialized():
-        address = os.environ.get("RAY_ADDRESS")
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+            ray.init(
+                _node_ip_address="127.0.0.1",
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+            )
+    total = ray.cluster_resources()
+    for name, key, asked in (("cpu", "CPU", resources.cpu), ("gpu", "GPU", resources.gpu)):
+        have = total.get(key, 0.0)
+        if asked > have:
+            message = (
+                f"search.resources_per_trial.{name}: one trial asks for {asked:g} {key}, but the "
+                f"Ray cluster has {have:g}"
+            )
+            if not address:  # a local Ray cannot grow: the trials would wait forever
+                raise NasforgeError(message)
+            log.warning("%s (waiting for the autoscaler)", message)
 
 
 def run_search(
@@ -191,21 +239,22 @@ def run_search(
     experiment = plan.experiment
     spec = experiment.search
     run_dir = Path(run_dir or experiment.resolved_run_dir).resolve()
-    _check_metric_names(plan)
     start = time.perf_counter()
     with RunLock(run_dir):
+        study, url = open_study(plan, run_dir)
         (run_dir / "experiment.json").write_text(
             json.dumps(experiment.model_dump(mode="json"), indent=2)
         )
-        study, url = open_study(plan, run_dir)
         recovered = recover(study, plan)
         complete = recovered.complete
         summary = SearchSummary(
-            study.study_name, mask_url(url), complete, 0, complete, recovered.orphans, 0.0
+            study.study_name, mask_url(url), complete, 0, complete, len(recovered.retry), 0.0
         )
-        reg.notify("experiment_start", raise_errors=True, experiment=experiment, run_dir=run_dir)
         status, error = "ok", None
         try:
+            reg.notify(
+                "experiment_start", raise_errors=True, experiment=experiment, run_dir=run_dir
+            )
             if complete < spec.n_trials:
                 searcher = _run_tune(plan, study, run_dir, recovered, reg, progress)
                 summary.complete, summary.failed = searcher.complete, searcher.failed
@@ -213,7 +262,8 @@ def run_search(
                     raise NasforgeError(f"search stopped: {searcher.gave_up}")
                 if searcher.complete < spec.n_trials:
                     raise NasforgeError(
-                        f"search ended with {searcher.complete}/{spec.n_trials} complete trials"
+                        f"search stopped at {searcher.complete}/{spec.n_trials} complete trials "
+                        "(interrupted?): run the same command again to resume"
                     )
         except BaseException as exc:
             status, error = "error", str(exc)
@@ -237,6 +287,15 @@ def run_search(
     return summary
 
 
+def resume_seed(seed: int | None, study: optuna.Study) -> int | None:
+    """The sampler's seed: the experiment's on a new study; on a resumed one, derived from
+    it and the number of trials so far, so the sampler does not replay the first run."""
+    done = len(study.get_trials(deepcopy=False))
+    if seed is None or done == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, done]).generate_state(1)[0])
+
+
 def _run_tune(
     plan: Plan,
     study: optuna.Study,
@@ -246,19 +305,19 @@ def _run_tune(
     show_progress: bool,
 ) -> StudySearcher:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(plan.experiment.search.concurrency))
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(plan.experiment.search.concurrency)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from ray import tune
 
     # With Tune's file loggers off (the study is the record), its result grid complains
     # that no result files exist; nothing is missing.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    _ray_init()
+    _ray_init(plan.experiment.search.resources_per_trial)
     spec = plan.experiment.search
-    sampler = plan.strategy.sampler(plan.space, plan.objectives, spec.seed)
+    sampler = plan.strategy.sampler(plan.space, plan.objectives, resume_seed(spec.seed, study))
     record = StudyRecord(study, sampler)
-    for number, arch in recovered.retry:
-        record.enqueue(plan.space.to_params(arch), {"retry_of": number})
+    for number, params in recovered.retry:
+        record.enqueue(params, {"retry_of": number})
     wants_trials = bool(reg.pm.hook.trial_complete.get_hookimpls())
     progress = Progress(plan, spec.n_trials) if show_progress else None
 

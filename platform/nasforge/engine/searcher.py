@@ -29,11 +29,6 @@ from .record import StudyRecord
 
 log = logging.getLogger(__name__)
 
-#: user attributes the engine writes on every trial (metric names may not shadow them)
-RESERVED_ATTRS = frozenset(
-    {"arch", "key", "error", "device", "node", "wall_s", "duplicate_of", "retry_of"}
-)
-
 
 class StudySearcher(Searcher):
     """Ask/tell bridge between Ray Tune and a :class:`StudyRecord`; see the module docstring."""
@@ -106,6 +101,8 @@ class StudySearcher(Searcher):
                 archs.append(arch)
                 keys.append(key)
                 numbers.append(trial.number)
+                if trial.user_attrs.get("isolate"):  # its batch died: evaluate it alone
+                    break
         if archs:
             self.live[trial_id] = keys
             return {"archs": archs, "numbers": numbers}
@@ -115,12 +112,16 @@ class StudySearcher(Searcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         keys = self.live.pop(trial_id, [])
-        batch = (result or {}).get("batch")
-        if error or not batch or len(batch) != len(keys):
-            reason = "the worker evaluating it died (retries exhausted)"
+        result = result or {}
+        if result.get("fatal"):  # the worker could not even set up: retrying cannot help
+            self.gave_up = self.gave_up or result["fatal"]
             for key in keys:
                 for trial in self.waiting.pop(key, []):
-                    self._fail(trial, reason)
+                    self._fail(trial, result["fatal"])
+            return
+        batch = result.get("batch")
+        if error or not batch or len(batch) != len(keys):
+            self._batch_died(keys)
             return
         extra = {"device": result.get("device", ""), "node": result.get("node", "")}
         for key, outcome in zip(keys, batch, strict=True):
@@ -140,6 +141,24 @@ class StudySearcher(Searcher):
             if trials:
                 self.cache[key] = (trials[0].number, metrics)
 
+    def _batch_died(self, keys: list[str]) -> None:
+        """The worker died on this batch (retries exhausted). A lone arch is failed; the
+        archs of a larger batch are failed and queued again one per Tune trial, so one arch
+        that kills its worker does not take its batch-mates down with it."""
+        for key in keys:
+            trials = self.waiting.pop(key, [])
+            alone = len(keys) == 1 or any(t.user_attrs.get("isolate") for t in trials)
+            for trial in trials:
+                self._fail(
+                    trial,
+                    "the worker evaluating it died (retries exhausted)"
+                    if alone
+                    else "the worker died during its batch; the arch is retried alone",
+                )
+            if trials and not alone:
+                params = self.plan.space.to_params(trials[0].user_attrs["arch"])
+                self.record.enqueue(params, {"retry_of": trials[0].number, "isolate": True})
+
     def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
         """Nothing to save: the study is the record and resume rebuilds from it."""
 
@@ -155,7 +174,12 @@ class StudySearcher(Searcher):
             self.on_told(trial, TrialState.COMPLETE)
 
     def _fail(self, trial: optuna.Trial, message: str, attrs: dict[str, Any] | None = None) -> None:
-        self.record.fail(trial, {"error": message, **(attrs or {})})
+        attrs = attrs or {}
+        self.record.fail(trial, {"error": message, **attrs})
+        if "duplicate_of" in attrs:  # a known-bad arch proposed again: nothing new failed
+            if self.on_told:
+                self.on_told(trial, TrialState.FAIL)
+            return
         self.failed += 1
         log.warning("trial %d failed: %s", trial.number, message)
         if self.failed > self.max_failed_trials and self.gave_up is None:

@@ -28,8 +28,12 @@ def storage_url(configured: str | None, run_dir: Path) -> str:
 
 
 def mask_url(url: str) -> str:
-    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """The URL with any password replaced by ``***`` (in the authority and the query), for
+    printing: ``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``."""
+    url = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+    return re.sub(
+        r"([?&](?:password|passwd|pwd|sslpassword)=)[^&]*", r"\1***", url, flags=re.IGNORECASE
+    )
 
 
 def open_storage(url: str, run_dir: Path) -> BaseStorage:

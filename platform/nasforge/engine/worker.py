@@ -74,8 +74,8 @@ def _checked(component: Any, produced: Any) -> dict[str, float]:
     if missing:
         raise ValueError(f"{name} did not return {sorted(missing)}")
     out = {}
-    for key, value in produced.items():
-        value = float(value)
+    for key in component.metrics:  # only declared metrics reach the record
+        value = float(produced[key])
         if not math.isfinite(value):
             raise ValueError(f"{name} returned a non-finite {key}: {value}")
         out[key] = value
@@ -132,7 +132,11 @@ def evaluate_trial(config: dict[str, Any], experiment: dict[str, Any], run_dir: 
     """Tune function trainable: evaluate ``config["archs"]`` and report them in one result."""
     from ray import tune
 
-    evaluator = evaluator_for(experiment, run_dir)
+    try:
+        evaluator = evaluator_for(experiment, run_dir)
+    except Exception as exc:  # a plugin that cannot set up fails every trial the same way
+        tune.report({"fatal": f"setting up the evaluation failed: {type(exc).__name__}: {exc}"})
+        return
     results = [
         evaluator.evaluate(arch, number)
         for arch, number in zip(config["archs"], config["numbers"], strict=True)
