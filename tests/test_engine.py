@@ -19,6 +19,7 @@ from pathlib import Path
 import engine_plugins
 import optuna
 import pytest
+import yaml
 from optuna.trial import TrialState
 
 from nasforge.config import parse_experiment, resolve
@@ -29,21 +30,16 @@ from nasforge_gnn import nasbench_graph as nbg
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gnn_nasbench_cora.yaml"
+
+
 def experiment(options: dict | None = None, **search) -> dict:
-    exp = {
-        "name": "engine_test",
-        "plugins": ["engine_plugins"],
-        "space": {"name": "gnn.nasbench_graph", "options": {"dataset": "cora"}},
-        "estimators": [{"name": "gnn.nasbench_graph"}],
-        "hardware": [{"name": "gnn.nasbench_graph"}],
-        "objectives": [
-            {"metric": "valid_acc", "direction": "maximize"},
-            {"metric": "latency_ms", "direction": "minimize"},
-        ],
-        "search": {"strategy": "nsga2", "n_trials": 40, "seed": 0, "concurrency": 2,
-                   "batch_size": 4, "options": {"population_size": 20}},
-    }  # fmt: skip
-    exp["search"].update(search)
+    """The shipped Cora example, renamed, with the test plugin and smaller search settings."""
+    exp = yaml.safe_load(EXAMPLE.read_text())
+    exp["name"] = "engine_test"
+    exp["plugins"] = ["engine_plugins"]
+    exp["search"] = {"strategy": "nsga2", "n_trials": 40, "seed": 0, "concurrency": 2,
+                     "batch_size": 4, "options": {"population_size": 20}, **search}  # fmt: skip
     if not exp["search"]["strategy"].startswith("nsga"):
         exp["search"]["options"] = {}
     if options is not None:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import optuna
 import pytest
+import yaml
 
 from nasforge import ArchError, EvalContext, StudyError
 from nasforge.cli import main
@@ -106,15 +107,10 @@ def test_pareto_mask_edge_cases():
 # -- a run directory recorded without Ray ------------------------------------------------
 
 BOUND_MS = 3.5  # about half of the cora archs are slower: those trials are infeasible
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gnn_nasbench_cora.yaml"
 EXPERIMENT: dict[str, Any] = {
+    **yaml.safe_load(EXAMPLE.read_text()),
     "name": "gnn_report",
-    "space": {"name": "gnn.nasbench_graph", "options": {"dataset": "cora"}},
-    "estimators": [{"name": "gnn.nasbench_graph"}],
-    "hardware": [{"name": "gnn.nasbench_graph"}],
-    "objectives": [
-        {"metric": "valid_acc", "direction": "maximize"},
-        {"metric": "latency_ms", "direction": "minimize"},
-    ],
     "constraints": [f"latency_ms <= {BOUND_MS}"],
     "search": {"strategy": "nsga2", "options": {"population_size": 50}, "n_trials": 40, "seed": 0},
 }

@@ -22,7 +22,7 @@ import contextlib
 import json
 import math
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -108,14 +108,25 @@ def _check_metrics(component: Component, produced: Any, arch: Mapping[str, Any])
         assert metric.name == metric_name, f"{name}: metric key {metric_name} != {metric.name}"
 
 
-@contextlib.contextmanager
-def _context(run_dir: Path | None) -> Iterator[EvalContext]:
-    """An evaluation context in ``run_dir``, or in a temporary folder removed afterwards."""
-    if run_dir is not None:
-        yield EvalContext(run_dir=Path(run_dir))
-        return
-    with tempfile.TemporaryDirectory(prefix="nasforge-conformance-") as tmp:
-        yield EvalContext(run_dir=Path(tmp))
+def _check_component(
+    component: Component,
+    produce: Callable[[dict[str, Any], EvalContext], Any],
+    archs: Iterable[Mapping[str, Any]],
+    run_dir: Path | None,
+    deterministic: bool,
+) -> None:
+    """``setup`` once, then every arch's metrics: declared, finite, repeatable if asked."""
+    with contextlib.ExitStack() as stack:
+        if run_dir is None:
+            run_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nasforge-")))
+        context = EvalContext(run_dir=Path(run_dir))
+        component.setup(context)
+        for arch in archs:
+            first = produce(dict(arch), context)
+            _check_metrics(component, first, arch)
+            if deterministic:
+                again = produce(dict(arch), context)
+                assert first == again, f"{type(component).__name__} is not deterministic on {arch}"
 
 
 def check_estimator(
@@ -131,14 +142,8 @@ def check_estimator(
     """``setup`` then ``evaluate`` returns every declared metric, finite, for valid archs
     (and the same values twice when ``deterministic``)."""
     assert isinstance(estimator, Estimator), f"{estimator!r} is not an Estimator"
-    with _context(run_dir) as context:
-        estimator.setup(context)
-        for arch in _archs(space, n, seed) if archs is None else archs:
-            first = estimator.evaluate(dict(arch), context)
-            _check_metrics(estimator, first, arch)
-            if deterministic:
-                again = estimator.evaluate(dict(arch), context)
-                assert first == again, f"{type(estimator).__name__} is not deterministic on {arch}"
+    archs = _archs(space, n, seed) if archs is None else archs
+    _check_component(estimator, estimator.evaluate, archs, run_dir, deterministic)
 
 
 def check_hardware(
@@ -147,18 +152,19 @@ def check_hardware(
     *,
     n: int = 5,
     seed: int = 0,
-    subnet_for: Any = None,
+    subnet_for: Callable[[dict[str, Any]], Any] | None = None,
     archs: Iterable[Mapping[str, Any]] | None = None,
     run_dir: Path | None = None,
 ) -> None:
     """``setup`` then ``measure`` returns every declared metric, finite, for valid archs.
     ``subnet_for(arch)`` builds the subnet for spaces with a supernet."""
     assert isinstance(hardware, Hardware), f"{hardware!r} is not a Hardware model"
-    with _context(run_dir) as context:
-        hardware.setup(context)
-        for arch in _archs(space, n, seed) if archs is None else archs:
-            subnet = subnet_for(arch) if subnet_for else None
-            _check_metrics(hardware, hardware.measure(dict(arch), subnet, context), arch)
+
+    def measure(arch: dict[str, Any], context: EvalContext) -> Any:
+        return hardware.measure(arch, subnet_for(arch) if subnet_for else None, context)
+
+    archs = _archs(space, n, seed) if archs is None else archs
+    _check_component(hardware, measure, archs, run_dir, deterministic=False)
 
 
 def check_plugin_items(
