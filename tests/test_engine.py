@@ -107,6 +107,8 @@ def test_a_raising_estimator_fails_its_trial_and_the_search_goes_on(tmp_path):
     for t in failed:
         assert t.user_attrs["arch"]["ops"][0] == "gat"
         assert t.user_attrs["error"] == "RuntimeError: injected failure for first op 'gat'"
+        if "duplicate_of" not in t.user_attrs:  # where it was raised, for the plugin's author
+            assert "in evaluate" in t.user_attrs["traceback"]
     assert not any(
         t.user_attrs["arch"]["ops"][0] == "gat" for t in trials if t.state == TrialState.COMPLETE
     )

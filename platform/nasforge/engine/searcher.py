@@ -128,7 +128,7 @@ class StudySearcher(Searcher):
             trials = self.waiting.pop(key, [])
             if not outcome["ok"]:
                 for trial in trials:
-                    self._fail(trial, outcome["error"])
+                    self._fail(trial, outcome["error"], {"traceback": outcome.get("traceback", "")})
                 if trials:  # the same arch would fail the same way: not evaluated again
                     self.errors[key] = (trials[0].number, outcome["error"])
                 continue
