@@ -36,7 +36,7 @@ def test_orchestration_costs_at_most_1_5x_plain_study_optimize():
     strict=False,
     reason="Ray Tune's fixed start-up (about 3.5 s for the first trial actor to import Ray "
     "Tune and start, 1.5 s of storage imports on the driver) exceeds the 3 s the target "
-    "leaves over 20 s; the steady state costs about 6% per trial. See benchmarks/RESULTS.md.",
+    "leaves over 20 s; the steady state costs 6-9% per trial. See benchmarks/RESULTS.md.",
 )
 def test_40_one_second_trials_on_2_workers_finish_within_1_15x_ideal():
     result = run_benchmark("bench_parallel.py")
