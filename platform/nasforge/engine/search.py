@@ -16,7 +16,7 @@ import os
 import time
 import uuid
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,6 @@ class SearchSummary:
     resumed_complete: int
     orphans_retried: int
     wall_s: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class RunLock:
