@@ -113,17 +113,17 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from optuna_dashboard import run_server
 
-    from .engine.storage import mask_url, open_storage, storage_url
+    from .engine.storage import mask_url, storage_url
     from .report import load_run
 
     run_dir = Path(args.run_dir)
-    plan, _ = load_run(run_dir)
+    plan, study = load_run(run_dir)
     url = storage_url(plan.experiment.search.storage, run_dir.resolve())
     print(
         f"dashboard for {mask_url(url)} on http://{args.host}:{args.port}/ (Ctrl-C to stop)",
         flush=True,
     )
-    run_server(open_storage(url, run_dir.resolve()), host=args.host, port=args.port)
+    run_server(study._storage, host=args.host, port=args.port)  # the storage load_run opened
     return 0
 
 

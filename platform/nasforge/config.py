@@ -250,9 +250,7 @@ def _message(error: Mapping[str, Any], model: type[BaseModel]) -> tuple[str, str
 
 
 def _first_error(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> ConfigError:
-    errors = exc.errors(include_url=False)
-    # Union branches report one error each; prefer the one that is not about the type.
-    error = errors[0]
+    error = exc.errors(include_url=False)[0]  # one line: the first problem found
     path, message = _message(error, model)
     if prefix:
         path = f"{prefix}.{path}" if path and not path.startswith("[") else f"{prefix}{path}"

@@ -48,9 +48,8 @@ class Registered:
     @property
     def origin(self) -> str:
         """``plugin (distribution version)`` — how errors and listings name the source."""
-        if self.distribution:
-            return f"{self.plugin} ({self.distribution} {self.version})"
-        return self.plugin
+        dist = (self.distribution, self.version) if self.distribution else None
+        return _describe(self.plugin, dist)
 
     @property
     def options_model(self) -> Any:

@@ -176,17 +176,14 @@ class StudySearcher(Searcher):
     def _fail(self, trial: optuna.Trial, message: str, attrs: dict[str, Any] | None = None) -> None:
         attrs = attrs or {}
         self.record.fail(trial, {"error": message, **attrs})
-        if "duplicate_of" in attrs:  # a known-bad arch proposed again: nothing new failed
-            if self.on_told:
-                self.on_told(trial, TrialState.FAIL)
-            return
-        self.failed += 1
-        log.warning("trial %d failed: %s", trial.number, message)
-        if self.failed > self.max_failed_trials and self.gave_up is None:
-            self.gave_up = (
-                f"{self.failed} trials failed (search.max_failed_trials is "
-                f"{self.max_failed_trials}); last error: {message}"
-            )
+        if "duplicate_of" not in attrs:  # a known-bad arch proposed again is nothing new
+            self.failed += 1
+            log.warning("trial %d failed: %s", trial.number, message)
+            if self.failed > self.max_failed_trials and self.gave_up is None:
+                self.gave_up = (
+                    f"{self.failed} trials failed (search.max_failed_trials is "
+                    f"{self.max_failed_trials}); last error: {message}"
+                )
         if self.on_told:
             self.on_told(trial, TrialState.FAIL)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import optuna
 from optuna.storages import BaseStorage
 
+from ..config import SECRET_QUERY_KEYS
 from ..errors import StudyError
 
 
@@ -31,9 +32,8 @@ def mask_url(url: str) -> str:
     """The URL with any password replaced by ``***`` (in the authority and the query), for
     printing: ``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``."""
     url = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
-    return re.sub(
-        r"([?&](?:password|passwd|pwd|sslpassword)=)[^&]*", r"\1***", url, flags=re.IGNORECASE
-    )
+    keys = "|".join(sorted(SECRET_QUERY_KEYS))
+    return re.sub(rf"([?&](?:{keys})=)[^&]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 def open_storage(url: str, run_dir: Path) -> BaseStorage:
