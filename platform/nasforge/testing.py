@@ -204,3 +204,107 @@ def check_plugin_items(
             check(factory(space=space, **(component_options or {}).get(name, {})), space)
             count += 1
     return count
+
+
+def check_supernet(
+    space: SearchSpace,
+    supernet: Any,
+    *,
+    n: int = 5,
+    seed: int = 0,
+    atol: float = 1e-5,
+    batch: int = 2,
+    input_shape: Callable[[dict[str, Any]], tuple[int, ...]] | None = None,
+) -> None:
+    """The supernet contract on the largest, smallest and ``n`` sampled archs (eval mode):
+    ``set_active`` + forward equals ``extract(arch)`` forward to ``atol``; outputs have the
+    space's ``num_classes`` (when it declares one); the extracted subnet holds no elastic
+    op; extracting leaves the active subnet as it was; a bad arch raises ``ArchError``;
+    the ``state_dict`` is plain tensors that survive ``torch.save`` and
+    ``torch.load(weights_only=True)``.
+
+    Inputs are random with the space's ``input_shape(arch)`` (pass ``input_shape`` for a
+    space without one). The supernet's mode and active arch are restored afterwards.
+    """
+    import io
+
+    import torch
+
+    from .nn import ElasticModule
+    from .sdk import Supernet
+
+    name = type(supernet).__name__
+    assert isinstance(supernet, torch.nn.Module), f"{name} is not a torch.nn.Module"
+    assert isinstance(supernet, Supernet), f"{name} is not a nasforge.Supernet"
+    shape_of = input_shape or getattr(space, "input_shape", None)
+    assert shape_of is not None, f"{type(space).__name__} has no input_shape(arch); pass one"
+    num_classes = getattr(space, "num_classes", None)
+    was_training = supernet.training
+    previous = getattr(supernet, "active_arch", None)
+    generator = torch.Generator().manual_seed(seed)
+    device = next(supernet.parameters()).device
+    supernet.eval()
+    try:
+        archs = _archs(space, n, seed)
+        for arch in archs:
+            x = torch.randn(batch, *shape_of(arch), generator=generator).to(device)
+            supernet.set_active(arch)
+            with torch.no_grad():
+                expected = supernet(x)
+                subnet = supernet.extract(arch)
+                assert isinstance(subnet, torch.nn.Module), f"extract() returned {subnet!r}"
+                subnet.eval()
+                got = subnet(x)
+                again = supernet(x)
+                other = supernet.extract(archs[0] if arch != archs[0] else archs[1])
+                after_other = supernet(x)
+            elastic = [
+                f"{path or '<root>'} ({type(m).__name__})"
+                for path, m in subnet.named_modules()
+                if isinstance(m, ElasticModule | Supernet)
+            ]
+            assert not elastic, f"extract({arch}) holds elastic modules: {elastic[:3]}"
+            del other
+            assert expected.shape == got.shape, (
+                f"output shapes differ for {arch}: supernet {tuple(expected.shape)}, "
+                f"extracted {tuple(got.shape)}"
+            )
+            if num_classes is not None:
+                assert expected.shape[-1] == num_classes, (
+                    f"{name} outputs {expected.shape[-1]} classes, the space has {num_classes}"
+                )
+            diff = (expected - got).abs().max().item()
+            assert diff <= atol, f"extract({arch}) differs from the supernet by {diff:.3g} > {atol}"
+            assert torch.equal(expected, again), f"{name} is not deterministic in eval mode"
+            assert torch.equal(expected, after_other), (
+                f"extracting another arch changed the active subnet of {name} (arch {arch})"
+            )
+
+        arch = archs[0]
+        first = next(iter(arch))
+        for bad, why in (
+            ({**arch, "__nasforge_unknown__": 1}, "an unknown key"),
+            ({**arch, first: "__not_a_choice__"}, f"a bad value for {first}"),
+        ):
+            try:
+                supernet.set_active(bad)
+            except ArchError:
+                pass
+            else:
+                raise AssertionError(f"{name}.set_active accepted {why}")
+
+        state = supernet.state_dict()
+        kinds = {type(v).__name__ for v in state.values() if not isinstance(v, torch.Tensor)}
+        assert not kinds, f"{name}.state_dict() holds non-tensors: {sorted(kinds)}"
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        buffer.seek(0)
+        loaded = torch.load(buffer, weights_only=True)
+        assert loaded.keys() == state.keys(), "state_dict keys changed through torch.save/load"
+        for key, value in state.items():
+            assert torch.equal(loaded[key], value), f"state_dict[{key!r}] changed on reload"
+        supernet.load_state_dict(loaded)
+    finally:
+        if previous:
+            supernet.set_active(previous)
+        supernet.train(was_training)
