@@ -400,22 +400,22 @@ MALFORMED = [
     ),
     pytest.param(
         edited(("space.name", "gnn.nasbench")),
-        "space.name: unknown space 'gnn.nasbench' (available: gnn.nasbench_graph)",
+        "space.name: unknown space 'gnn.nasbench' (available: cnn.mobilenetv3, cnn.resnet, gnn.nasbench_graph)",
         id="unknown-space",
     ),
     pytest.param(
         edited(("estimators[0].name", "gnn.accuracy")),
-        "estimators[0].name: unknown estimator 'gnn.accuracy' (available: gnn.nasbench_graph)",
+        "estimators[0].name: unknown estimator 'gnn.accuracy' (available: cnn.accuracy, gnn.nasbench_graph)",
         id="unknown-estimator",
     ),
     pytest.param(
         edited(("hardware[0].name", "hw.jetson")),
-        "hardware[0].name: unknown hardware 'hw.jetson' (available: gnn.nasbench_graph)",
+        "hardware[0].name: unknown hardware 'hw.jetson' (available: gnn.nasbench_graph, hw.latency, hw.latency_lut, hw.macs, hw.memory)",
         id="unknown-hardware",
     ),
     pytest.param(
         edited(("train", {"trainer": "sandwich"})),
-        "train.trainer: unknown trainer 'sandwich' (available: none installed)",
+        "train.trainer: unknown trainer 'sandwich' (available: cnn.progressive, cnn.sandwich)",
         id="unknown-trainer",
     ),
     # plugin options, validated against each plugin's own Options model

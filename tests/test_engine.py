@@ -364,8 +364,7 @@ def test_trials_queued_from_outside_are_taken_over(tmp_path):
 
 
 def test_a_trial_bigger_than_a_local_ray_is_refused_before_it_waits_forever(monkeypatch):
-    from nasforge.config import Resources
-    from nasforge.engine.search import _ray_init
+    from nasforge.engine.search import check_resources, ray_init
     from nasforge.errors import NasforgeError
 
     monkeypatch.delenv("RAY_ADDRESS")
@@ -373,4 +372,5 @@ def test_a_trial_bigger_than_a_local_ray_is_refused_before_it_waits_forever(monk
         NasforgeError,
         match=r"resources_per_trial.cpu: one trial asks for 64 CPU, but the Ray cluster has 2",
     ):
-        _ray_init(Resources(cpu=64))
+        ray_init()
+        check_resources(64, 0, "search.resources_per_trial.{}", "one trial")

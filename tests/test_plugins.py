@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -130,11 +132,48 @@ def test_the_registry_lists_the_gnn_plugin_items():
         "hardware": NasBenchGraphCost,
     }
     for kind, factory in expected.items():
-        assert reg.names(kind) == ["gnn.nasbench_graph"]
+        assert "gnn.nasbench_graph" in reg.names(kind)
         item = reg.get(kind, "gnn.nasbench_graph")
         assert item.factory is factory
         assert item.origin == f"nasforge_gnn (nasforge {VERSION})"
-    assert reg.names("trainer") == []
+    assert [n for n in reg.names("trainer") if n.startswith("gnn.")] == []
+
+
+def test_first_party_plugins_register_what_they_document():
+    by_plugin: dict[str, set[tuple[str, str]]] = {}
+    for item in build_registry():
+        by_plugin.setdefault(item.plugin, set()).add((item.kind, item.name))
+    assert by_plugin["nasforge_cnn"] == {
+        ("space", "cnn.mobilenetv3"), ("space", "cnn.resnet"),
+        ("task", "cnn.digits"), ("task", "cnn.mnist1d"), ("task", "cnn.image_folder"),
+        ("task", "cnn.npz"), ("trainer", "cnn.sandwich"), ("trainer", "cnn.progressive"),
+        ("estimator", "cnn.accuracy"),
+    }  # fmt: skip
+    assert by_plugin["nasforge_hw"] == {
+        ("hardware", "hw.macs"), ("hardware", "hw.latency"), ("hardware", "hw.memory"),
+        ("hardware", "hw.latency_lut"),
+    }  # fmt: skip
+
+
+def test_building_the_registry_does_not_import_torch():
+    """Heavy plugins register lazily: listing plugins or a table-backed search never pays
+    torch's import."""
+    code = (
+        "import sys; from nasforge.plugins import build_registry; r = build_registry(); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_a_lazy_factory_resolves_on_use_and_names_a_broken_target():
+    from nasforge.plugins import lazy
+
+    item = build_registry().get("trainer", "cnn.sandwich")
+    assert item.summary == "sandwich rule + inplace distillation"
+    assert item.options_model.__name__ == "SandwichOptions"
+    with pytest.raises(PluginError, match=r"^cannot import nasforge_cnn.nope:X: ModuleNotFound"):
+        lazy("nasforge_cnn.nope:X")()
 
 
 def test_items_carry_their_options_model_and_summary():
@@ -145,12 +184,9 @@ def test_items_carry_their_options_model_and_summary():
 
 def test_iteration_goes_by_kind_then_name():
     kinds = [(i.kind, i.name) for i in build_registry()]
-    assert kinds == [
-        ("space", "gnn.nasbench_graph"),
-        ("estimator", "gnn.nasbench_graph"),
-        ("hardware", "gnn.nasbench_graph"),
-        *(("strategy", n) for n in ["gp", "nsga2", "nsga3", "random", "tpe"]),
-    ]
+    order = ["space", "task", "trainer", "estimator", "hardware", "strategy"]
+    assert kinds == sorted(kinds, key=lambda kn: (order.index(kn[0]), kn[1]))
+    assert [n for k, n in kinds if k == "strategy"] == ["gp", "nsga2", "nsga3", "random", "tpe"]
 
 
 def test_an_unknown_name_lists_what_is_available():
@@ -162,7 +198,9 @@ def test_an_unknown_name_lists_what_is_available():
     )
     with pytest.raises(KeyError) as info:
         reg.get("trainer", "sandwich")
-    assert info.value.args[0] == "unknown trainer 'sandwich' (available: none installed)"
+    assert info.value.args[0] == (
+        "unknown trainer 'sandwich' (available: cnn.progressive, cnn.sandwich)"
+    )
 
 
 def test_a_third_party_entry_point_is_loaded_like_a_built_in(installed):
@@ -379,7 +417,7 @@ def test_plugins_prints_a_table_of_kind_name_plugin_distribution(cli, capsys):
     ]
     assert by_name["space", "gnn.nasbench_graph"][2:5] == ["nasforge_gnn", "nasforge", VERSION]
     assert by_name["space", "local.tiny"][2:5] == ["local", "-", "A"]
-    assert len(rows) == 1 + 9
+    assert len(rows) == 1 + len(list(build_registry())) + 1  # + the local plugin
 
 
 def test_plugins_table_columns_line_up(cli, capsys):
@@ -395,7 +433,7 @@ def test_plugins_json_lists_every_item_with_its_origin(cli, capsys):
     assert cli(["plugins", "--json"]) == 0
     items = json.loads(capsys.readouterr().out)
     by_name = {(i["kind"], i["name"]): i for i in items}
-    assert len(items) == len(by_name) == 9
+    assert len(items) == len(by_name) == len(list(build_registry())) + 1
     assert by_name[("hardware", "gnn.nasbench_graph")] == {
         "kind": "hardware",
         "name": "gnn.nasbench_graph",

@@ -18,6 +18,7 @@ from .sdk import (
     Objective,
     Strategy,
     Supernet,
+    Task,
     TrainContext,
     Trainer,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "Strategy",
     "StudyError",
     "Supernet",
+    "Task",
     "TrainContext",
     "Trainer",
     "__version__",

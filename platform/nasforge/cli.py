@@ -1,7 +1,7 @@
 """The ``nasforge`` command line.
 
-``run`` (train -> search -> report) and the phases alone: ``validate``, ``search``,
-``report``, ``export``, ``dashboard``, ``plugins``. A user error prints one line,
+``run`` (train -> search -> report) and the phases alone: ``validate``, ``train``,
+``search``, ``report``, ``export``, ``dashboard``, ``plugins``, ``lut``. A user error prints one line,
 ``error: <file>: <yaml.path>: <what was expected>``, and exits with status 2.
 """
 
@@ -67,6 +67,30 @@ def _report(run_dir: Path, plan=None) -> None:
         print(f"  {path}")
 
 
+def _train(plan, run_dir: Path) -> None:
+    from .engine.train import run_training
+
+    summary = run_training(plan, run_dir)
+    if summary.skipped:
+        print(f"train: already trained ({summary.epochs} epochs): {summary.weights}")
+        return
+    resumed = (
+        f", resumed after epoch {summary.resumed_from_epoch}" if summary.resumed_from_epoch else ""
+    )
+    print(
+        f"train: {summary.epochs} epochs in {summary.wall_s:.1f}s{resumed}; "
+        f"supernet weights in {summary.weights}"
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    plan = _plan(args.experiment)
+    if plan.experiment.train is None:
+        raise NasforgeError(f"{args.experiment}: train: the experiment has no 'train' section")
+    _train(plan, Path(args.run_dir or plan.experiment.resolved_run_dir))
+    return 0
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     plan = _plan(args.experiment)
     _search(plan, Path(args.run_dir or plan.experiment.resolved_run_dir))
@@ -77,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     plan = _plan(args.experiment)
     run_dir = Path(args.run_dir or plan.experiment.resolved_run_dir)
     if plan.experiment.train is not None:
-        raise NasforgeError("train: supernet training is not available in this version")
+        _train(plan, run_dir)
     _search(plan, run_dir)
     _report(run_dir, plan)
     return 0
@@ -105,9 +129,50 @@ def cmd_export(args: argparse.Namespace) -> int:
         "metrics": {m: trial.user_attrs.get(m) for m in plan.metrics},
         "space": plan.experiment.space.model_dump(),
     }
+    if args.format:
+        record["export"] = _export_model(plan, run_dir, record, out, args.format)
     (out / "arch.json").write_text(json.dumps(record, indent=2))
     print(f"exported trial {trial.number}: {out / 'arch.json'}")
     return 0
+
+
+def _export_model(plan, run_dir: Path, record: dict, out: Path, fmt: str) -> dict:
+    """Write the trial's static subnet as TorchScript or ONNX, then score the written file
+    with the estimators that can score a static model and compare with the trial."""
+    if plan.supernet_factory is None or plan.experiment.train is None:
+        raise NasforgeError(
+            f"{run_dir}: --format needs a supernet; space '{plan.experiment.space.name}' "
+            "has none (the arch and metrics are exported without it)"
+        )
+    import torch
+
+    from .engine.train import final_weights
+    from .engine.worker import Evaluator
+    from .export import export_subnet, load_exported
+
+    path = final_weights(run_dir)
+    if not path.exists():
+        raise NasforgeError(f"{path}: no trained supernet in this run")
+    evaluator = Evaluator.build(
+        plan.experiment.model_dump(mode="json"), str(run_dir), [path.read_bytes()]
+    )
+    arch = evaluator.plan.space.validate(record["arch"])
+    subnet = evaluator.subnet(arch, record["trial"])
+    shape = evaluator.plan.space.input_shape(arch)
+    example = torch.randn(1, *shape, device=evaluator.contexts[0].device)
+    written = export_subnet(subnet, example, out, fmt)
+    model = load_exported(written)
+    reproduced: dict[str, float] = {}
+    for estimator, context in zip(evaluator.plan.estimators, evaluator.contexts, strict=False):
+        try:
+            reproduced.update(estimator.evaluate_subnet(model, arch, context))
+        except NotImplementedError:
+            continue
+    for name, value in reproduced.items():
+        recorded = record["metrics"].get(name)
+        print(f"  {name}: exported model {value:.4g} (trial recorded {recorded:.4g})")
+    print(f"  {fmt}: {written}")
+    return {"format": fmt, "file": written.name, "input_shape": list(shape), "metrics": reproduced}
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -170,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", cmd_run, "train (if configured), search, then report")
     p.add_argument("experiment", help="experiment YAML file")
     p.add_argument("--run-dir", help="override the run directory (default runs/<name>)")
+    p = add("train", cmd_train, "train (or resume training) the experiment's supernet")
+    p.add_argument("experiment")
+    p.add_argument("--run-dir")
     p = add("search", cmd_search, "run or resume the search phase")
     p.add_argument("experiment")
     p.add_argument("--run-dir")
@@ -177,9 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment")
     p = add("report", cmd_report, "write trials.csv, pareto.csv/json/png of a run")
     p.add_argument("run_dir")
-    p = add("export", cmd_export, "export a trial's arch and metrics to RUN_DIR/subnets/N/")
+    p = add(
+        "export",
+        cmd_export,
+        "export a trial's arch and metrics (and with --format its static subnet) to "
+        "RUN_DIR/subnets/N/",
+    )
     p.add_argument("run_dir")
     p.add_argument("--trial", type=int, required=True)
+    p.add_argument("--format", choices=["torchscript", "onnx"], help="also write the static subnet")
     p = add("dashboard", cmd_dashboard, "serve optuna-dashboard for a run's study")
     p.add_argument("run_dir")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")

@@ -24,7 +24,17 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 
 from .errors import ConfigError, PluginError
 from .plugins import Registry, build_registry, registry
-from .sdk import Component, Estimator, Hardware, Metric, Objective, Strategy
+from .sdk import (
+    Component,
+    Estimator,
+    Hardware,
+    Metric,
+    Objective,
+    Strategy,
+    Supernet,
+    Task,
+    Trainer,
+)
 from .space import SearchSpace
 
 
@@ -40,10 +50,12 @@ class ComponentSpec(_Model):
 
 
 class TrainSpec(_Model):
-    """Supernet training: which trainer and its options."""
+    """Supernet training: which trainer, its options, the seed every rank shares."""
 
     trainer: str
     options: dict[str, Any] = Field(default_factory=dict)
+    seed: StrictInt = 0
+    max_retries: StrictInt = Field(2, ge=0)
 
 
 class ObjectiveSpec(_Model):
@@ -116,6 +128,7 @@ class Experiment(_Model):
     run_dir: str | None = None
     plugins: list[str] = Field(default_factory=list)
     space: ComponentSpec
+    task: ComponentSpec | None = None
     train: TrainSpec | None = None
     estimators: list[ComponentSpec] = Field(min_length=1)
     hardware: list[ComponentSpec] = Field(default_factory=list)
@@ -339,6 +352,20 @@ class Plan:
     metrics: dict[str, Metric]
     producers: dict[str, str]
     registry: Registry
+    task: Task | None = None
+    trainer: Trainer | None = None
+    supernet_factory: Callable[[SearchSpace], Supernet] | None = None
+
+    @property
+    def needs_supernet(self) -> bool:
+        """Whether the search reads trained supernet weights."""
+        return any(c.requires_supernet for c in (*self.estimators, *self.hardware))
+
+    def build_supernet(self) -> Supernet:
+        """A freshly initialised supernet for the space (weights are loaded separately)."""
+        if self.supernet_factory is None:
+            raise ConfigError("space.name", f"space '{self.experiment.space.name}' has no supernet")
+        return self.supernet_factory(self.space)
 
 
 #: trial attributes and report columns the engine owns; no metric may take these names
@@ -431,9 +458,37 @@ def resolve(experiment: Experiment, reg: Registry | None = None) -> Plan:
             f"space '{experiment.space.name}' from plugin {origin} built a "
             f"{type(space).__name__}, not a SearchSpace"
         )
+    supernet_factory = reg.get("space", experiment.space.name).extras.get("supernet")
+    task = None
+    if experiment.task is not None:
+        spec = experiment.task
+        task = _build("task", spec.name, "task.name", "task.options", reg, spec.options)
+        if not isinstance(task, Task):
+            raise PluginError(f"task '{spec.name}' did not build a Task")
+        check_task = getattr(space, "check_task", None)
+        if check_task is not None:
+            try:
+                check_task(task)
+            except ValueError as exc:
+                raise ConfigError(
+                    "task.name",
+                    f"task '{spec.name}' does not fit space '{experiment.space.name}': {exc}",
+                ) from None
+    trainer = None
     if experiment.train is not None:
         train = experiment.train
-        _build("trainer", train.trainer, "train.trainer", "train.options", reg, train.options)
+        trainer = _build(
+            "trainer", train.trainer, "train.trainer", "train.options", reg, train.options
+        )
+        if not isinstance(trainer, Trainer):
+            raise PluginError(f"trainer '{train.trainer}' did not build a Trainer")
+        if supernet_factory is None:
+            raise ConfigError(
+                "train.trainer",
+                f"space '{experiment.space.name}' has no supernet to train (it is tabular)",
+            )
+        if task is None:
+            raise ConfigError("train", "training a supernet needs data: add a 'task' section")
 
     metrics: dict[str, Metric] = {}
     producers: dict[str, str] = {}
@@ -452,6 +507,10 @@ def resolve(experiment: Experiment, reg: Registry | None = None) -> Plan:
                 raise ConfigError(
                     f"{path}.name",
                     f"{kind} '{spec.name}' needs a trained supernet: add a 'train' section",
+                )
+            if component.requires_task and task is None:
+                raise ConfigError(
+                    f"{path}.name", f"{kind} '{spec.name}' reads data: add a 'task' section"
                 )
             for metric_name, metric in component.metrics.items():
                 if metric_name in RESERVED_NAMES:
@@ -520,6 +579,9 @@ def resolve(experiment: Experiment, reg: Registry | None = None) -> Plan:
         metrics=metrics,
         producers=producers,
         registry=reg,
+        task=task,
+        trainer=trainer,
+        supernet_factory=supernet_factory,
     )
 
 

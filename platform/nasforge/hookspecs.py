@@ -31,8 +31,19 @@ def register_spaces(register: Any) -> None:
     Called once when the plugin manager is built. Call
     ``register(name, factory, supernet=None)`` for each space: ``factory(**options)`` returns
     a :class:`nasforge.SearchSpace`; ``supernet``, when given, is a factory
-    ``supernet(space, **options)`` returning the :class:`nasforge.Supernet` that realises the
-    space (omit it for tabular spaces). Return value is ignored.
+    ``supernet(space)`` returning the :class:`nasforge.Supernet` (an ``nn.Module``) that
+    realises the space (omit it for tabular spaces). A space may define
+    ``check_task(task)`` raising :class:`ValueError` when a task's data does not fit it.
+    Return value is ignored.
+    """
+
+
+@hookspec
+def register_tasks(register: Any) -> None:
+    """Register tasks: datasets with fixed splits that trainers and estimators read.
+
+    Called once when the plugin manager is built. Call ``register(name, factory)``;
+    ``factory(**options)`` returns a :class:`nasforge.Task`. Return value is ignored.
     """
 
 

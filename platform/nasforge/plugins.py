@@ -26,6 +26,7 @@ ENTRY_POINT_GROUP = "nasforge"
 #: kind of registered thing -> the hook that registers it
 KIND_HOOKS: dict[str, str] = {
     "space": "register_spaces",
+    "task": "register_tasks",
     "trainer": "register_trainers",
     "estimator": "register_estimators",
     "hardware": "register_hardware",
@@ -58,6 +59,8 @@ class Registered:
 
     @property
     def summary(self) -> str:
+        if isinstance(self.factory, lazy):
+            return self.factory.summary
         doc = (getattr(self.factory, "__doc__", None) or "").strip()
         return doc.splitlines()[0] if doc else ""
 
@@ -146,6 +149,50 @@ class Registry:
 
 def _describe(plugin: str, dist: tuple[str, str] | None) -> str:
     return f"{plugin} ({dist[0]} {dist[1]})" if dist else plugin
+
+
+class lazy:
+    """A factory named by ``"module:attr"`` and imported on first use.
+
+    Plugins whose components need heavy imports (torch) register them lazily, so that
+    building the registry (``nasforge plugins``, every table-backed worker) stays cheap::
+
+        register("cnn.sandwich", lazy("nasforge_cnn.sandwich:SandwichTrainer"))
+
+    Calling it, or reading an attribute such as ``Options``, imports the target; an import
+    failure is a :class:`PluginError` naming the target.
+    """
+
+    def __init__(self, target: str, summary: str = ""):
+        module, _, attr = target.partition(":")
+        if not module or not attr:
+            raise ValueError(f"lazy factory {target!r}: expected 'module:attr'")
+        self.target = target
+        self.summary = summary
+        self._resolved: Any = None
+
+    def resolve(self) -> Any:
+        """The factory itself (imported once)."""
+        if self._resolved is None:
+            module, _, attr = self.target.partition(":")
+            try:
+                self._resolved = getattr(importlib.import_module(module), attr)
+            except Exception as exc:
+                raise PluginError(
+                    f"cannot import {self.target}: {type(exc).__name__}: {exc}"
+                ) from exc
+        return self._resolved
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("target", "summary", "_resolved"):
+            raise AttributeError(name)
+        return getattr(self.resolve(), name)
+
+    def __repr__(self) -> str:
+        return f"lazy({self.target!r})"
 
 
 def _one_line(exc: Exception) -> str:

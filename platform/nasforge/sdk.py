@@ -70,6 +70,11 @@ class EvalContext:
     device_name: str = "cpu"
     trial_number: int | None = None
     cache: dict[str, Any] = field(default_factory=dict)
+    supernet: Any = None
+    """The trained :class:`Supernet` (an ``nn.Module`` on ``device``, weights loaded once per
+    worker) when the experiment trains one, else ``None``."""
+    task: Task | None = None
+    """The experiment's :class:`Task` (its data), set up once per worker, else ``None``."""
 
 
 class Component:
@@ -84,6 +89,7 @@ class Component:
     Options: ClassVar[type[BaseModel] | None] = None
     space_types: ClassVar[tuple[type[SearchSpace], ...]] = ()
     requires_supernet: ClassVar[bool] = False
+    requires_task: ClassVar[bool] = False
 
     def __init__(self, space: SearchSpace, **options: Any):
         self.space = space
@@ -102,8 +108,21 @@ class Estimator(Component, ABC):
         """Return every metric in ``self.metrics`` for ``arch`` (already validated).
 
         Raise to mark the trial failed: the message is stored on the trial and the search
-        goes on.
+        goes on. With a supernet, :meth:`prepare` has run for ``arch`` just before.
         """
+
+    def prepare(self, arch: Arch, context: EvalContext) -> None:
+        """Make ``context.supernet`` (already ``set_active(arch)``) ready to run ``arch``.
+
+        Called before :meth:`evaluate` and before the engine extracts a subnet for hardware
+        models or export, e.g. to re-calibrate batch-norm statistics for the active subnet.
+        The default does nothing.
+        """
+
+    def evaluate_subnet(self, subnet: Any, arch: Arch, context: EvalContext) -> dict[str, float]:
+        """Score a static (extracted or exported) subnet the way :meth:`evaluate` scores the
+        supernet; used to check that an export reproduces the trial. Optional."""
+        raise NotImplementedError(f"{type(self).__name__} cannot score a static subnet")
 
 
 class Hardware(Component, ABC):
@@ -141,30 +160,83 @@ class Strategy(ABC):
 class Supernet(ABC):
     """A weight-sharing network (mix into an ``nn.Module``).
 
-    ``set_active(arch)`` selects the subnet the next forward runs; ``extract(arch)`` returns
-    a standalone static module with copied weights whose outputs match the supernet with
-    that arch active.
+    Registered with its space (``register(name, Space, supernet=factory)``) and built as
+    ``factory(space)``. ``set_active(arch)`` selects the subnet the next forward runs;
+    ``extract(arch)`` returns a standalone static module with copied weights whose outputs
+    match the supernet with that arch active (the conformance suite checks it to 1e-5).
     """
 
     @abstractmethod
-    def set_active(self, arch: Arch) -> None: ...
+    def set_active(self, arch: Arch) -> None:
+        """Select the subnet that the next forward passes run (weights are sliced in place)."""
 
     @abstractmethod
-    def extract(self, arch: Arch) -> Any: ...
+    def extract(self, arch: Arch) -> Any:
+        """A standalone static ``nn.Module`` of ``arch`` with copied weights."""
+
+
+class Task(ABC):
+    """A labelled dataset with splits fixed by a seed, read by trainers and estimators.
+
+    ``input_shape`` is the shape of one sample (``(C, H, W)`` or ``(C, L)``) and
+    ``num_classes`` the number of labels; both are set in ``__init__`` (cheap, so the core
+    can check a task against a space when it validates an experiment). Loading or
+    generating the data happens in :meth:`arrays`, cached per process.
+    """
+
+    Options: ClassVar[type[BaseModel] | None] = None
+    input_shape: tuple[int, ...] = ()
+    num_classes: int = 0
+
+    def __init__(self, **options: Any):
+        self.options = options
+
+    @abstractmethod
+    def arrays(self, split: Literal["train", "val", "calib"]) -> tuple[Any, Any]:
+        """``(x, y)`` tensors of a split: float32 samples and int64 labels.
+
+        ``train`` is what trainers learn from, ``val`` what estimators score on, ``calib``
+        a fixed subset of the training data (no augmentation) for batch-norm calibration.
+        The same options always give the same splits.
+        """
+
+    def augment(self, x: Any, generator: Any) -> Any:
+        """Augment a training batch (a tensor) with randomness from ``generator``
+        (a ``torch.Generator``); the default returns ``x`` unchanged."""
+        return x
 
 
 @dataclass
 class TrainContext:
-    """What a trainer gets on each worker: its rank, where to checkpoint, how to report."""
+    """What a trainer gets on each training worker (one per Ray Train rank).
+
+    ``resume`` is the state passed to the last :attr:`checkpoint` call of an interrupted
+    run (loaded with ``weights_only=True``), else ``None``. ``checkpoint(state, metrics)``
+    must be called by every rank at the end of each epoch: rank 0's ``state`` (tensors,
+    numbers, strings, lists and dicts of them) is written atomically and the metrics
+    reported. ``report(metrics)`` reports progress without a checkpoint.
+    ``sync_gradients(parameters)`` averages gradients over ranks (no-op on one worker).
+    ``seed`` is the experiment's seed: derive per-step randomness from ``(seed, step)``
+    so that every rank samples the same subnets.
+    """
 
     rank: int
     world_size: int
-    checkpoint_dir: Path
+    device: str
+    seed: int
+    resume: dict[str, Any] | None
+    checkpoint: Callable[[dict[str, Any], Mapping[str, float]], None]
     report: Callable[[Mapping[str, float]], None]
+    sync_gradients: Callable[[Any], None]
+    run_dir: Path | None = None
 
 
 class Trainer(ABC):
-    """A supernet training procedure (sandwich rule, progressive shrinking, LoRA…)."""
+    """A supernet training procedure (sandwich rule, progressive shrinking, LoRA…).
+
+    ``num_workers`` (how many Ray Train workers) and ``use_gpu`` are read from the
+    trainer's options by the engine when present.
+    """
 
     Options: ClassVar[type[BaseModel] | None] = None
 
@@ -172,5 +244,7 @@ class Trainer(ABC):
         self.options = options
 
     @abstractmethod
-    def fit(self, supernet: Supernet, task: Any, context: TrainContext) -> Path:
-        """Train ``supernet`` on ``task`` and return the path of the final checkpoint."""
+    def fit(self, supernet: Supernet, task: Task, context: TrainContext) -> None:
+        """Train ``supernet`` on ``task`` on this rank, resuming from ``context.resume``
+        when it is set and calling ``context.checkpoint`` at the end of every epoch. The
+        engine keeps the supernet's weights of the last checkpoint as the trained ones."""

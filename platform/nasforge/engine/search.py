@@ -198,31 +198,37 @@ def recover(study: optuna.Study, plan: Plan) -> Recovered:
     return Recovered(cache, complete, orphans, retry)
 
 
-def _ray_init(resources: Any) -> None:
+def ray_init() -> None:
     """Join ``RAY_ADDRESS`` if set, else start a local Ray bound to 127.0.0.1 (no
-    dashboard); then check that one trial's resources fit the cluster at all."""
+    dashboard)."""
     import ray
 
+    if ray.is_initialized():
+        return
     address = os.environ.get("RAY_ADDRESS")
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(
-                _node_ip_address="127.0.0.1",
-                include_dashboard=False,
-                log_to_driver=False,
-                configure_logging=False,
-            )
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(
+            _node_ip_address="127.0.0.1",
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+
+
+def check_resources(cpu: float, gpu: float, field: str, what: str) -> None:
+    """Fail (local Ray) or warn (a cluster that may autoscale) when ``what`` asks for more
+    CPUs/GPUs than the cluster has; ``field`` names the experiment field to blame, with
+    ``{}`` standing for ``cpu`` or ``gpu``."""
+    import ray
+
     total = ray.cluster_resources()
-    for name, key, asked in (("cpu", "CPU", resources.cpu), ("gpu", "GPU", resources.gpu)):
+    for name, key, asked in (("cpu", "CPU", cpu), ("gpu", "GPU", gpu)):
         have = total.get(key, 0.0)
         if asked > have:
-            message = (
-                f"search.resources_per_trial.{name}: one trial asks for {asked:g} {key}, but the "
-                f"Ray cluster has {have:g}"
-            )
-            if not address:  # a local Ray cannot grow: the trials would wait forever
+            message = f"{field.format(name)}: {what} asks for {asked:g} {key}, but the Ray cluster has {have:g}"
+            if not os.environ.get("RAY_ADDRESS"):  # a local Ray cannot grow: it would wait
                 raise NasforgeError(message)
             log.warning("%s (waiting for the autoscaler)", message)
 
@@ -286,6 +292,27 @@ def run_search(
     return summary
 
 
+def _supernet_weights(plan: Plan, run_dir: Path) -> tuple[list[Any] | None, str | None]:
+    """``([ref], digest)`` of the trained supernet's weights put once in the object store,
+    or ``(None, None)`` when the search reads no supernet."""
+    if plan.supernet_factory is None or plan.experiment.train is None:
+        return None, None
+    import hashlib
+
+    import ray
+
+    from .train import final_weights, load_state
+
+    path = final_weights(run_dir)
+    if not path.exists():
+        raise NasforgeError(
+            f"{path}: no trained supernet: run `nasforge train` (or `nasforge run`) first"
+        )
+    blob = path.read_bytes()
+    load_state(blob, str(path))  # refuse a corrupt or tampered file here, not on every worker
+    return [ray.put(blob)], hashlib.sha256(blob).hexdigest()[:16]
+
+
 def resume_seed(seed: int | None, study: optuna.Study) -> int | None:
     """The sampler's seed: the experiment's on a new study; on a resumed one, derived from
     it and the number of trials so far, so the sampler does not replay the first run."""
@@ -311,8 +338,14 @@ def _run_tune(
     # With Tune's file loggers off (the study is the record), its result grid complains
     # that no result files exist; nothing is missing.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    _ray_init(plan.experiment.search.resources_per_trial)
     spec = plan.experiment.search
+    ray_init()
+    check_resources(
+        spec.resources_per_trial.cpu,
+        spec.resources_per_trial.gpu,
+        "search.resources_per_trial.{}",
+        "one trial",
+    )
     sampler = plan.strategy.sampler(plan.space, plan.objectives, resume_seed(spec.seed, study))
     record = StudyRecord(study, sampler)
     for number, params in recovered.retry:
@@ -339,11 +372,14 @@ def _run_tune(
         complete=recovered.complete,
         on_told=on_told,
     )
+    weights, digest = _supernet_weights(plan, run_dir)
     trainable = tune.with_resources(
         tune.with_parameters(
             evaluate_trial,
             experiment=plan.experiment.model_dump(mode="json"),
             run_dir=str(run_dir),
+            weights=weights,
+            weights_digest=digest,
         ),
         {"cpu": spec.resources_per_trial.cpu, "gpu": spec.resources_per_trial.gpu},
     )

@@ -3,8 +3,12 @@
 The experiment reaches each worker once (through the object store, via
 ``tune.with_parameters``); the estimators and hardware models it names are built and
 ``setup()`` once per worker process and cached, so reused actors pay nothing per trial.
-An arch whose estimator raises is reported as failed with the error message; it does not
-kill the worker or the batch.
+When the experiment has a trained supernet, its weights travel once through the object
+store (an ``ObjectRef`` fetched only by a process that has not loaded them yet) and the
+supernet and task stay cached in the worker. Per arch: ``set_active`` → every estimator's
+``prepare`` (e.g. batch-norm re-calibration) → ``evaluate`` → ``extract`` once for the
+hardware models. An arch whose estimator raises is reported as failed with the error
+message; it does not kill the worker or the batch.
 """
 
 from __future__ import annotations
@@ -31,16 +35,51 @@ class Evaluator:
     plan: Plan
     contexts: list[EvalContext]
 
+    supernet: Any = None
+
     @classmethod
-    def build(cls, experiment: dict[str, Any], run_dir: str) -> Evaluator:
+    def build(
+        cls, experiment: dict[str, Any], run_dir: str, weights: list[Any] | None = None
+    ) -> Evaluator:
+        """Resolve the experiment and set every component up; ``weights`` is ``[ref]`` to
+        the supernet's state-dict bytes in the object store (or ``[bytes]``) when it has one."""
         plan = resolve(parse_experiment(experiment))
         device, device_name = _device()
+        supernet = None
+        if weights:
+            from .train import load_state, supernet_from_state
+
+            blob = weights[0]
+            if not isinstance(blob, bytes):
+                import ray
+
+                blob = ray.get(blob)
+            state = load_state(blob, "supernet weights")
+            supernet = supernet_from_state(plan, state, device, "supernet weights")
         contexts = []
         for component in (*plan.estimators, *plan.hardware):
-            context = EvalContext(run_dir=Path(run_dir), device=device, device_name=device_name)
+            context = EvalContext(
+                run_dir=Path(run_dir),
+                device=device,
+                device_name=device_name,
+                supernet=supernet,
+                task=plan.task,
+            )
             component.setup(context)
             contexts.append(context)
-        return cls(plan, contexts)
+        return cls(plan, contexts, supernet)
+
+    def subnet(self, arch: dict[str, Any], number: int | None = None) -> Any:
+        """Activate ``arch`` in the supernet, let every estimator prepare it (batch-norm
+        re-calibration…), and return the extracted static subnet in eval mode."""
+        self._activate(arch, number)
+        return self.supernet.extract(arch).to(self.contexts[0].device).eval()
+
+    def _activate(self, arch: dict[str, Any], number: int | None) -> None:
+        self.supernet.set_active(arch)
+        for component, context in zip(self.plan.estimators, self.contexts, strict=False):
+            context.trial_number = number
+            component.prepare(arch, context)
 
     def evaluate(self, arch: dict[str, Any], number: int | None = None) -> dict[str, Any]:
         """Every metric of ``arch`` as ``{"ok": True, "metrics": ...}`` or the error."""
@@ -48,13 +87,18 @@ class Evaluator:
         try:
             arch = self.plan.space.validate(arch)
             metrics: dict[str, float] = {}
+            if self.supernet is not None:
+                self._activate(arch, number)
+            subnet = None
             components = (*self.plan.estimators, *self.plan.hardware)
             for component, context in zip(components, self.contexts, strict=True):
                 context.trial_number = number
                 if isinstance(component, Estimator):
                     produced = component.evaluate(arch, context)
                 else:
-                    produced = component.measure(arch, None, context)
+                    if subnet is None and self.supernet is not None:
+                        subnet = self.supernet.extract(arch).to(context.device).eval()
+                    produced = component.measure(arch, subnet, context)
                 metrics.update(_checked(component, produced))
             return {"ok": True, "metrics": metrics, "wall_s": time.perf_counter() - start}
         except Exception as exc:  # reported on the trial, the search goes on
@@ -119,21 +163,33 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
-def evaluator_for(experiment: dict[str, Any], run_dir: str) -> Evaluator:
-    """This process's evaluator for ``experiment``, built on first use."""
-    key = repr(sorted(experiment.items())) + run_dir
+def evaluator_for(
+    experiment: dict[str, Any],
+    run_dir: str,
+    weights: list[Any] | None = None,
+    weights_digest: str | None = None,
+) -> Evaluator:
+    """This process's evaluator for ``experiment`` (and supernet weights ``weights_digest``),
+    built on first use; the weights are fetched from the object store only then."""
+    key = repr(sorted(experiment.items())) + run_dir + (weights_digest or "")
     evaluator = _evaluators.get(key)
     if evaluator is None:
-        evaluator = _evaluators[key] = Evaluator.build(experiment, run_dir)
+        evaluator = _evaluators[key] = Evaluator.build(experiment, run_dir, weights)
     return evaluator
 
 
-def evaluate_trial(config: dict[str, Any], experiment: dict[str, Any], run_dir: str) -> None:
+def evaluate_trial(
+    config: dict[str, Any],
+    experiment: dict[str, Any],
+    run_dir: str,
+    weights: list[Any] | None = None,
+    weights_digest: str | None = None,
+) -> None:
     """Tune function trainable: evaluate ``config["archs"]`` and report them in one result."""
     from ray import tune
 
     try:
-        evaluator = evaluator_for(experiment, run_dir)
+        evaluator = evaluator_for(experiment, run_dir, weights, weights_digest)
     except Exception as exc:  # a plugin that cannot set up fails every trial the same way
         tune.report({"fatal": f"setting up the evaluation failed: {type(exc).__name__}: {exc}"})
         return

@@ -1,0 +1,1 @@
+"""First-party CNN plugin: Once-for-All / BigNAS supernets, their tasks, trainers, estimator."""

@@ -1,0 +1,113 @@
+"""``cnn.accuracy``: top-1 (and top-5) validation accuracy of a subnet by weight sharing.
+
+Before each subnet is scored, its batch-norm statistics are re-computed on a fixed
+calibration subset of the training data (Once-for-All's ``set_running_statistics``): the
+supernet's running statistics were accumulated over many subnets and fit none of them.
+The task's data and the supernet stay cached in the worker; nothing is reloaded per trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from nasforge import Estimator, EvalContext, Metric
+from nasforge.nn import bn_recalibrate
+
+
+def top_k_accuracy(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    k: int = 1,
+    batch_size: int = 512,
+    device: Any = "cpu",
+) -> float:
+    """Percentage of samples whose label is among ``model``'s ``k`` highest logits."""
+    correct = 0
+    with torch.inference_mode():
+        for i in range(0, len(y), batch_size):
+            logits = model(x[i : i + batch_size].to(device))
+            top = logits.topk(k, dim=1).indices.cpu()
+            correct += int((top == y[i : i + batch_size, None]).any(dim=1).sum())
+    return 100.0 * correct / max(1, len(y))
+
+
+class AccuracyOptions(BaseModel):
+    """Options of ``cnn.accuracy``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    calibration_size: int = Field(
+        256, ge=1, description="samples of the calib split used to re-calibrate batch norm"
+    )
+    calibration_batch_size: int = Field(256, ge=1)
+    batch_size: int = Field(512, ge=1, description="validation batch size")
+    val_size: int | None = Field(None, ge=1, description="score on the first N val samples")
+
+
+class AccuracyEstimator(Estimator):
+    """Top-1 (and top-5 where there are more than 5 classes) validation accuracy [%] of a
+    subnet by weight sharing, batch norm re-calibrated per subnet."""
+
+    Options = AccuracyOptions
+    requires_supernet = True
+    requires_task = True
+
+    def __init__(self, space, **options):
+        super().__init__(space, **options)
+        self.config = AccuracyOptions(**options)
+        classes = getattr(space, "num_classes", None)
+        self.top5 = classes is None or classes > 5
+        self.metrics = {
+            "top1": Metric("top1", "%", "maximize", "top-1 validation accuracy"),
+        }
+        if self.top5:
+            self.metrics["top5"] = Metric("top5", "%", "maximize", "top-5 validation accuracy")
+
+    def setup(self, context: EvalContext) -> None:
+        task = context.task
+        x, y = task.arrays("val")
+        if self.config.val_size:
+            x, y = x[: self.config.val_size], y[: self.config.val_size]
+        cx, _ = task.arrays("calib")
+        cx = cx[: self.config.calibration_size]
+        context.cache["val"] = (x.to(context.device), y)
+        context.cache["calib"] = cx.to(context.device)
+        self.top5 = self.top5 and task.num_classes > 5
+
+    def prepare(self, arch, context: EvalContext) -> None:
+        from .training import fit_input
+
+        shape = self.space.input_shape(arch)
+        calib = context.cache["calib"]
+        size = self.config.calibration_batch_size
+        batches = [fit_input(calib[i : i + size], shape) for i in range(0, len(calib), size)]
+        bn_recalibrate(context.supernet, batches)
+        context.supernet.eval()
+
+    def evaluate(self, arch, context: EvalContext) -> dict[str, float]:
+        return self.evaluate_subnet(context.supernet, arch, context)
+
+    def evaluate_subnet(self, subnet, arch, context: EvalContext) -> dict[str, float]:
+        from .training import fit_input
+
+        shape = self.space.input_shape(arch)
+        x, y = context.cache["val"]
+
+        def forward(xb: torch.Tensor) -> torch.Tensor:
+            return subnet(fit_input(xb, shape))
+
+        batch = self.config.batch_size
+        out = {"top1": top_k_accuracy(forward, x, y, k=1, batch_size=batch, device=context.device)}
+        if "top5" in self.metrics:
+            out["top5"] = (
+                top_k_accuracy(forward, x, y, k=5, batch_size=batch, device=context.device)
+                if self.top5
+                else out["top1"]
+            )
+        return out
