@@ -245,3 +245,16 @@ def test_search_without_trained_weights_says_what_to_run(tmp_path):
     plan = resolve(parse_experiment(tiny_experiment(tmp_path / "run")))
     with pytest.raises(NasforgeError, match=r"no trained supernet: run `nasforge train`"):
         run_search(plan, tmp_path / "run", progress=False)
+
+
+def test_nasforge_lut_reports_the_tables_error_against_measured_latency(tmp_path):
+    exp = tiny_experiment(tmp_path / "run")
+    exp["hardware"].append({"name": "hw.latency_lut", "options": {"warmup": 1, "repeats": 3}})
+    result = nasforge("lut", str(write(exp, tmp_path / "exp.yaml")), "--archs", "3")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "median absolute error" in result.stdout and "over 3 random archs" in result.stdout
+    summary = json.loads((tmp_path / "run" / "hw" / "lut_check.json").read_text())
+    assert summary["n_archs"] == 3 and summary["median_abs_pct_error"] >= 0
+    assert len((tmp_path / "run" / "hw" / "lut_check.csv").read_text().splitlines()) == 4
+    table = json.loads((tmp_path / "run" / "hw" / "latency_lut.json").read_text())
+    assert table  # the look-up table persisted for the search to reuse

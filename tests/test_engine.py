@@ -374,3 +374,26 @@ def test_a_trial_bigger_than_a_local_ray_is_refused_before_it_waits_forever(monk
     ):
         ray_init()
         check_resources(64, 0, "search.resources_per_trial.{}", "one trial")
+
+
+def test_initial_archs_are_evaluated_first_on_a_new_study(tmp_path):
+    arch = {"link": [0, 1, 2, 3], "ops": ["gcn", "gat", "sage", "gin"]}
+    plan = plan_of(experiment(n_trials=12, strategy="random", batch_size=1, concurrency=1,
+                              initial_archs=["largest", arch, "smallest"]))  # fmt: skip
+    run_search(plan, tmp_path, progress=False)
+    first = [t.user_attrs["arch"] for t in sorted(trials_of(tmp_path), key=lambda t: t.number)][:3]
+    assert first == [plan.space.largest(), plan.space.validate(arch), plan.space.smallest()]
+    # a resumed study does not evaluate them again
+    plan = plan_of(experiment(n_trials=14, strategy="random", batch_size=1, concurrency=1,
+                              initial_archs=["largest", arch, "smallest"]))  # fmt: skip
+    run_search(plan, tmp_path, progress=False)
+    archs = [t.user_attrs["key"] for t in trials_of(tmp_path)]
+    assert len(archs) == len(set(archs)) == 14
+
+
+def test_an_initial_arch_outside_the_space_names_its_position():
+    from nasforge.errors import ConfigError
+
+    exp = experiment(initial_archs=["largest", {"link": [0, 1], "ops": ["gcn"]}])
+    with pytest.raises(ConfigError, match=r"^search.initial_archs\[1\]: "):
+        plan_of(exp)

@@ -175,6 +175,46 @@ def _export_model(plan, run_dir: Path, record: dict, out: Path, fmt: str) -> dic
     return {"format": fmt, "file": written.name, "input_shape": list(shape), "metrics": reproduced}
 
 
+def cmd_lut(args: argparse.Namespace) -> int:
+    """Build (or extend) the experiment's latency look-up table and report its error."""
+    import json as _json
+
+    plan = _plan(args.experiment)
+    if plan.supernet_factory is None:
+        raise NasforgeError(
+            f"{args.experiment}: space '{plan.experiment.space.name}' has no supernet to "
+            "build subnets from"
+        )
+    from nasforge_hw.lut import check_lut
+
+    run_dir = Path(args.run_dir or plan.experiment.resolved_run_dir)
+    options = next(
+        (dict(h.options) for h in plan.experiment.hardware if h.name == "hw.latency_lut"), {}
+    )
+    supernet = plan.build_supernet().eval()  # latency does not depend on the weights
+    out = run_dir / "hw"
+    out.mkdir(parents=True, exist_ok=True)
+    check = check_lut(
+        plan.space,
+        lambda arch: supernet.extract(arch).eval(),
+        args.archs,
+        args.seed,
+        run_dir=run_dir,
+        csv_path=out / "lut_check.csv",
+        **options,
+    )
+    summary = check.summary()
+    (out / "lut_check.json").write_text(_json.dumps(summary, indent=2))
+    print(
+        f"latency look-up table on {check.device_name} ({check.threads} thread(s)): "
+        f"median absolute error {summary['median_abs_pct_error']:.1f}% over "
+        f"{summary['n_archs']} random archs (max {summary['max_abs_pct_error']:.1f}%; the same "
+        f"arch measured twice differs by {summary['median_repeat_abs_pct_error']:.1f}%)"
+    )
+    print(f"  {out / 'lut_check.csv'}")
+    return 0
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from optuna_dashboard import run_server
 
@@ -258,6 +298,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080)
+    p = add(
+        "lut",
+        cmd_lut,
+        "build the latency look-up table of an experiment's space and report its error "
+        "against measured latency",
+    )
+    p.add_argument("experiment")
+    p.add_argument("--run-dir")
+    p.add_argument("--archs", type=int, default=50, help="random archs to check (default 50)")
+    p.add_argument("--seed", type=int, default=0)
     p = add("plugins", cmd_plugins, "list installed plugins and what they register")
     p.add_argument("--json", action="store_true")
     return parser

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
-from .errors import ConfigError, PluginError
+from .errors import ArchError, ConfigError, PluginError
 from .plugins import Registry, build_registry, registry
 from .sdk import (
     Component,
@@ -86,6 +86,10 @@ class SearchSpec(_Model):
     max_failed_trials: StrictInt | None = Field(None, ge=0)
     storage: str | None = None
     study_name: str | None = None
+    initial_archs: list[Literal["largest", "smallest"] | dict[str, Any]] = Field(
+        default_factory=list,
+        description="archs evaluated first on a new study: 'largest', 'smallest' or an arch",
+    )
 
     @field_validator("storage")
     @classmethod
@@ -559,6 +563,12 @@ def resolve(experiment: Experiment, reg: Registry | None = None) -> Plan:
             )
 
     search = experiment.search
+    for i, arch in enumerate(search.initial_archs):
+        if isinstance(arch, dict):
+            try:
+                space.validate(arch)
+            except ArchError as exc:
+                raise ConfigError(f"search.initial_archs[{i}]", str(exc)) from None
     strategy = _build(
         "strategy", search.strategy, "search.strategy", "search.options", reg, search.options
     )

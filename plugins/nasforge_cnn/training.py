@@ -77,12 +77,15 @@ def warmup_cosine(optimizer, warmup_steps: int, total_steps: int):
 
 
 def fit_input(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
-    """Resize a batch to a subnet's input shape (its searched resolution), if it differs."""
+    """Resize a batch to a subnet's input shape (its searched resolution) if it differs;
+    images go channels-last, where CPU depthwise convolutions are several times faster."""
     size = tuple(shape[1:])
-    if tuple(x.shape[2:]) == size:
-        return x
-    mode = "bilinear" if x.ndim == 4 else "linear"
-    return F.interpolate(x, size=size, mode=mode, align_corners=False)
+    if tuple(x.shape[2:]) != size:
+        mode = "bilinear" if x.ndim == 4 else "linear"
+        x = F.interpolate(x, size=size, mode=mode, align_corners=False)
+    if x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:

@@ -84,6 +84,7 @@ class RunLock:
 DEFINING_FIELDS = (
     "plugins",
     "space",
+    "task",
     "train",
     "estimators",
     "hardware",
@@ -292,6 +293,16 @@ def run_search(
     return summary
 
 
+def initial_archs(plan: Plan) -> list[dict[str, Any]]:
+    """``search.initial_archs`` resolved: ``largest``/``smallest`` from the space."""
+    space = plan.space
+    named = {"largest": space.largest, "smallest": space.smallest}
+    return [
+        named[arch]() if isinstance(arch, str) else space.validate(arch)
+        for arch in plan.experiment.search.initial_archs
+    ]
+
+
 def _supernet_weights(plan: Plan, run_dir: Path) -> tuple[list[Any] | None, str | None]:
     """``([ref], digest)`` of the trained supernet's weights put once in the object store,
     or ``(None, None)`` when the search reads no supernet."""
@@ -350,6 +361,9 @@ def _run_tune(
     record = StudyRecord(study, sampler)
     for number, params in recovered.retry:
         record.enqueue(params, {"retry_of": number})
+    if not study.get_trials(deepcopy=False):  # a new study starts from the given archs
+        for arch in initial_archs(plan):
+            record.enqueue(plan.space.to_params(arch), {})
     wants_trials = bool(reg.pm.hook.trial_complete.get_hookimpls())
     progress = Progress(plan, spec.n_trials) if show_progress else None
 
