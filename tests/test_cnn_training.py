@@ -249,7 +249,9 @@ def test_search_without_trained_weights_says_what_to_run(tmp_path):
 
 def test_nasforge_lut_reports_the_tables_error_against_measured_latency(tmp_path):
     exp = tiny_experiment(tmp_path / "run")
-    exp["hardware"].append({"name": "hw.latency_lut", "options": {"warmup": 1, "repeats": 3}})
+    exp["hardware"].append(
+        {"name": "hw.latency_lut", "options": {"warmup": 1, "repeats": 3, "statistic": "min"}}
+    )
     result = nasforge("lut", str(write(exp, tmp_path / "exp.yaml")), "--archs", "3")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "median absolute error" in result.stdout and "over 3 random archs" in result.stdout

@@ -46,7 +46,15 @@ from torch import nn
 from nasforge import Arch, EvalContext, Metric, NasforgeError, SearchSpace
 
 from .base import SubnetHardware, device_label, module_on, resolve_device
-from .latency import LatencyModel, TimingOptions, median_forward_ms, stage_times_ms
+from .latency import (
+    LatencyModel,
+    Statistic,
+    TimingOptions,
+    forward_ms,
+    forward_times_ms,
+    stage_times_ms,
+    summarise,
+)
 
 TABLE_FORMAT = "nasforge.latency_lut/1"
 #: the entry holding what one ``nn.Sequential`` call costs beyond its children's
@@ -110,19 +118,24 @@ def unit_keys(units: Sequence[nn.Module], inputs: Any) -> list[str]:
     return keys
 
 
-def unit_shares_ms(times: Sequence[Sequence[float]]) -> list[float]:
-    """Each unit's share of the median forward, from ``times[repeat][unit]``: the units'
-    median times, scaled so that they add up to the median of the repeats' totals (medians
-    of parts add up to less than the median of their sums when timings are skewed)."""
-    medians = [statistics.median(column) for column in zip(*times, strict=True)]
-    total = statistics.median(sum(row) for row in times)
+def unit_shares_ms(
+    times: Sequence[Sequence[float]], statistic: Statistic = "median"
+) -> list[float]:
+    """Each unit's share of the median (or minimum) forward, from ``times[repeat][unit]``:
+    the units' medians, scaled so that they add up to the statistic of the repeats' totals
+    (medians of parts add up to less than the median of their sums when timings are
+    skewed)."""
+    medians = [summarise(column, statistic) for column in zip(*times, strict=True)]
+    total = summarise([sum(row) for row in times], statistic)
     scale = total / sum(medians) if sum(medians) > 0 else 1.0
     return [m * scale for m in medians]
 
 
-def section_name(device_name: str, threads: int) -> str:
-    """The table section of measurements made on ``device_name`` with ``threads`` threads."""
-    return f"{device_name} | threads={threads}"
+def section_name(device_name: str, threads: int, statistic: Statistic = "median") -> str:
+    """The table section of measurements made on ``device_name`` with ``threads`` threads
+    (summarised by ``statistic``; median sections carry no suffix)."""
+    suffix = "" if statistic == "median" else f" | {statistic}"
+    return f"{device_name} | threads={threads}{suffix}"
 
 
 # -- the table file ----------------------------------------------------------------------
@@ -200,6 +213,7 @@ class LatencyTable:
         self.section = section
         self.entries: dict[str, float] = dict(entries or {})
         self._unsaved: dict[str, float] = {}
+        self._replace: set[str] = set()
 
     @classmethod
     def load(cls, path: str | Path, section: str) -> LatencyTable:
@@ -214,10 +228,13 @@ class LatencyTable:
         """The stored latency of ``key`` in milliseconds, or ``None``."""
         return self.entries.get(key)
 
-    def put(self, key: str, latency_ms: float) -> None:
-        """Store a measured latency; written by the next :meth:`save`."""
+    def put(self, key: str, latency_ms: float, *, replace: bool = False) -> None:
+        """Store a measured latency; written by the next :meth:`save`. A new key never
+        overwrites what another writer stored first; ``replace`` (a refined entry) does."""
         self.entries[key] = float(latency_ms)
         self._unsaved[key] = float(latency_ms)
+        if replace:
+            self._replace.add(key)
 
     def save(self) -> None:
         """Merge unsaved entries into the file (under a lock, atomically) and pick up the
@@ -229,10 +246,14 @@ class LatencyTable:
             data = read_table_file(self.path)
             stored = data["sections"].setdefault(self.section, {})
             for key, value in self._unsaved.items():
-                stored.setdefault(key, value)
+                if key in self._replace:
+                    stored[key] = value
+                else:
+                    stored.setdefault(key, value)
             _write_atomically(self.path, data)
         self.entries.update(stored)
         self._unsaved.clear()
+        self._replace.clear()
 
 
 # -- the hardware model ------------------------------------------------------------------
@@ -276,6 +297,10 @@ class LatencyLutModel(SubnetHardware):
         )
     }
 
+    def __init__(self, space: SearchSpace, **options: Any):
+        super().__init__(space, **options)
+        self._samples: dict[str, list[float]] = {}  # refine(): every time taken per entry
+
     def table_path(self, context: EvalContext) -> Path:
         """The table file: the ``table`` option, else ``run_dir/hw/latency_lut.json``."""
         if self.config.table is not None:
@@ -286,7 +311,9 @@ class LatencyLutModel(SubnetHardware):
         """This worker's table section for the device measured on (loaded once)."""
         device = resolve_device(self.config.device, context)
         path = self.table_path(context)
-        section = section_name(device_label(device, context), self.config.threads)
+        section = section_name(
+            device_label(device, context), self.config.threads, self.config.statistic
+        )
         cache_key = ("latency_lut", str(path), section)
         table = context.cache.get(cache_key)
         if table is None:
@@ -330,7 +357,7 @@ class LatencyLutModel(SubnetHardware):
                 repeats=self.config.repeats,
                 threads=self.config.threads,
             )
-            shares = unit_shares_ms(times)
+            shares = unit_shares_ms(times, self.config.statistic)
             for key, i in missing.items():
                 table.put(key, shares[i])
         if missing_call:
@@ -340,6 +367,26 @@ class LatencyLutModel(SubnetHardware):
         total += containers * table.entries.get(CONTAINER_CALL_KEY, 0.0)
         return LutPrediction(total, keys, len(missing))
 
+    def refine(self, arch: Arch, subnet: nn.Module, context: EvalContext) -> None:
+        """Time every unit of ``subnet`` again and store, per entry, the statistic (median
+        or minimum) of all the times taken of it in this process. Building a table over
+        several passes spread in time keeps one slow spell of a shared machine out of it."""
+        device = resolve_device(self.config.device, context)
+        table = self.table(context)
+        model = module_on(subnet, device)
+        x = self.input_for(arch, context, batch_size=self.config.batch_size, device=device)
+        units = lut_units(model)
+        keys = unit_keys(units, x)
+        times = stage_times_ms(
+            units, x, warmup=self.config.warmup, repeats=self.config.repeats,
+            threads=self.config.threads,
+        )  # fmt: skip
+        for key, share in zip(keys, unit_shares_ms(times, self.config.statistic), strict=True):
+            samples = self._samples.setdefault(key, [table.get(key)] if table.get(key) else [])
+            samples.append(share)
+            table.put(key, summarise(samples, self.config.statistic), replace=True)
+        table.save()
+
     def _container_call_ms(self, inputs: Any) -> float:
         """What calling an ``nn.Sequential`` costs beyond its children: an empty one's call
         time less that of a plain identity function (the timing loop's own cost)."""
@@ -347,9 +394,10 @@ class LatencyLutModel(SubnetHardware):
             "warmup": self.config.warmup,
             "repeats": max(self.config.repeats, 100),
             "threads": self.config.threads,
+            "statistic": self.config.statistic,
         }
-        empty = median_forward_ms(nn.Sequential(), inputs, **timing)
-        bare = median_forward_ms(_identity, inputs, **timing)
+        empty = forward_ms(nn.Sequential(), inputs, **timing)
+        bare = forward_ms(_identity, inputs, **timing)
         return max(empty - bare, 0.0)
 
     def measure_subnet(self, arch: Arch, subnet: nn.Module, context: EvalContext):
@@ -449,12 +497,16 @@ def check_lut(
     run_dir: str | Path | None = None,
     csv_path: str | Path | None = None,
     device: str = "cpu",
+    rounds: int = 10,
+    build_passes: int = 3,
     **options: Any,
 ) -> LutCheck:
     """Predict ``n_archs`` random archs' latency with the table and measure it for real.
 
-    Each arch is measured before and after its prediction: the first measurement is the
-    reference, the second gives the machine's repeatability (the noise floor).
+    The table is filled first (each block configuration measured once); then every arch
+    is measured ``rounds`` times, round-robin: the median of the even rounds is the
+    reference, that of the odd rounds the repeat, whose difference is the machine's noise
+    floor the table's error should be judged against.
 
     ``build_subnet(arch)`` returns the static model of an arch; ``options`` are
     ``hw.latency_lut`` options (``table``, ``warmup``, ``repeats``, ``threads``,
@@ -464,6 +516,8 @@ def check_lut(
     """
     if n_archs < 1:
         raise ValueError(f"n_archs must be at least 1, got {n_archs}")
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, got {rounds}")
     lut = LatencyLutModel(space, device=device, **options)
     timing = {k: v for k, v in lut.options.items() if k in TimingOptions.model_fields}
     latency = LatencyModel(space, **timing)
@@ -480,12 +534,32 @@ def check_lut(
         )
         lut.setup(context)
         rows = []
-        for arch in archs:
-            subnet = build_subnet(arch).eval().to(resolved)
-            measured = latency.latency_ms(arch, subnet, context)
-            predicted = lut.predict(arch, subnet, context).latency_ms
-            remeasured = latency.latency_ms(arch, subnet, context)
-            rows.append(LutCheckRow(arch, predicted, measured, remeasured))
+        subnets = [build_subnet(arch).eval().to(resolved) for arch in archs]
+        pairs = list(zip(archs, subnets, strict=True))
+        for arch, subnet in pairs:  # fill the table: each block configuration timed once
+            lut.predict(arch, subnet, context)
+        for _ in range(build_passes - 1):  # then refine it over passes spread in time
+            for arch, subnet in pairs:
+                lut.refine(arch, subnet, context)
+        predicted = [lut.predict(arch, subnet, context).latency_ms for arch, subnet in pairs]
+        # Reference latencies: the archs are timed round-robin, ``rounds`` short bursts
+        # each, so that a slow spell of a shared machine touches every arch a little rather
+        # than a few archs a lot; the bursts' samples are pooled, even rounds giving the
+        # reference and odd rounds the repeat.
+        timing = latency.config
+        per_round = max(5, -(-timing.repeats // rounds))
+        timed: list[list[list[float]]] = [[[], []] for _ in archs]
+        for r in range(rounds):
+            for i, (arch, subnet) in enumerate(zip(archs, subnets, strict=True)):
+                x = latency.input_for(arch, context, batch_size=timing.batch_size, device=resolved)
+                timed[i][r % 2] += forward_times_ms(
+                    subnet, x, warmup=max(2, timing.warmup // rounds), repeats=per_round,
+                    threads=timing.threads,
+                )  # fmt: skip
+        for arch, guess, (even, odd) in zip(archs, predicted, timed, strict=True):
+            measured = summarise(even, timing.statistic)
+            remeasured = summarise(odd, timing.statistic) if odd else measured
+            rows.append(LutCheckRow(arch, guess, measured, remeasured))
         check = LutCheck(
             rows,
             device=resolved,
