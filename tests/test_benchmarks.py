@@ -41,3 +41,42 @@ def test_orchestration_costs_at_most_1_5x_plain_study_optimize():
 def test_40_one_second_trials_on_2_workers_finish_within_1_15x_ideal():
     result = run_benchmark("bench_parallel.py")
     assert result["ratio_to_ideal"] <= 1.15, result
+
+
+def test_elastic_supernet_forward_costs_at_most_1_15x_the_static_subnet():
+    result = run_benchmark("bench_elastic.py")
+    assert result["ratio"] <= 1.15, result
+
+
+def test_weight_sharing_evaluation_costs_at_most_1_5x_a_plain_validation_pass():
+    result = run_benchmark("bench_eval.py", "--archs", "20")
+    assert result["ratio"] <= 1.5, result
+
+
+def test_cnn_digits_front_spans_3x_macs_and_its_largest_subnet_matches_standalone(tmp_path):
+    """The whole example (about 7 min) plus the standalone training (about 4 min)."""
+    example = BENCHMARKS.parent / "examples" / "cnn_digits.yaml"
+    run_dir = tmp_path / "cnn_digits"
+    subprocess.run(
+        [sys.executable, "-m", "nasforge.cli", "run", str(example), "--run-dir", str(run_dir)],
+        check=True, capture_output=True, timeout=1800,
+    )  # fmt: skip
+    result = run_benchmark("bench_cnn_quality.py", "--run-dir", str(run_dir))
+    assert result["macs_range"] >= 3, result
+    assert result["gap"] <= 1.0, result
+
+
+def test_latency_lut_median_error_is_at_most_10_percent(tmp_path):
+    import yaml
+
+    exp = yaml.safe_load((BENCHMARKS.parent / "examples" / "cnn_digits.yaml").read_text())
+    exp["run_dir"] = str(tmp_path / "run")
+    exp["hardware"].append({"name": "hw.latency_lut", "options": {"statistic": "min"}})
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    subprocess.run(
+        [sys.executable, "-m", "nasforge.cli", "lut", str(path), "--archs", "50"],
+        check=True, capture_output=True, timeout=1800,
+    )  # fmt: skip
+    summary = json.loads((tmp_path / "run" / "hw" / "lut_check.json").read_text())
+    assert summary["median_abs_pct_error"] <= 10, summary

@@ -30,6 +30,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     objectives = ", ".join(f"{o.direction} {o.metric}" for o in plan.objectives)
     print(f"{args.experiment}: ok")
     print(f"  space      {exp.space.name} ({plan.space.cardinality():,} archs)")
+    if exp.task is not None:
+        print(f"  task       {exp.task.name} (input {tuple(plan.task.input_shape)}, "
+              f"{plan.task.num_classes} classes)")  # fmt: skip
+    if exp.train is not None:
+        workers = plan.trainer.options.get("num_workers", 1)
+        print(f"  train      {exp.train.trainer} on {workers} Ray Train worker(s)")
     print(f"  objectives {objectives}")
     if plan.constraints:
         print(f"  constraints {', '.join(str(c) for c in plan.constraints)}")

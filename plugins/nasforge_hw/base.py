@@ -10,7 +10,6 @@ have no model to measure), and builds the example input from :func:`input_shape_
 from __future__ import annotations
 
 import copy
-import platform
 import re
 from abc import abstractmethod
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 from torch import nn
 
 from nasforge import Arch, EvalContext, Hardware, Metric, SearchSpace, Task
+from nasforge.engine.worker import cpu_name
 
 InputDtype = Literal["float32", "float16", "bfloat16", "int64"]
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -81,18 +81,6 @@ def resolve_device(option: str, context: EvalContext) -> str:
     return device
 
 
-def cpu_model_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux), else the machine type."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "cpu"
-
-
 def device_label(device: str, context: EvalContext | None = None) -> str:
     """A human name of ``device``: the trial's ``device_name`` when it is the trial's
     device, else the GPU's or CPU's model name."""
@@ -101,7 +89,7 @@ def device_label(device: str, context: EvalContext | None = None) -> str:
         return context.device_name
     if kind == "cuda":
         return torch.cuda.get_device_name(torch.device(device))
-    return cpu_model_name()
+    return cpu_name()
 
 
 def module_on(module: nn.Module, device: str) -> nn.Module:

@@ -324,6 +324,14 @@ class LatencyLutModel(SubnetHardware):
         """Load the table (a corrupt file fails here, naming it)."""
         self.table(context)
 
+    def _units(self, arch: Arch, subnet: nn.Module, context: EvalContext):
+        """The table, the subnet on its device, its input, its units and their keys."""
+        device = resolve_device(self.config.device, context)
+        model = module_on(subnet, device)
+        x = self.input_for(arch, context, batch_size=self.config.batch_size, device=device)
+        units = lut_units(model)
+        return self.table(context), model, x, units, unit_keys(units, x)
+
     def predict(self, arch: Arch, subnet: nn.Module, context: EvalContext) -> LutPrediction:
         """Sum the table's latencies over ``subnet``'s units, timing the missing ones.
 
@@ -331,12 +339,7 @@ class LatencyLutModel(SubnetHardware):
         runs ``repeats`` times with the clock read between units); each unit's entry is its
         median time scaled so that the units' entries add up to the median forward.
         """
-        device = resolve_device(self.config.device, context)
-        table = self.table(context)
-        model = module_on(subnet, device)
-        x = self.input_for(arch, context, batch_size=self.config.batch_size, device=device)
-        units = lut_units(model)
-        keys = unit_keys(units, x)
+        table, model, x, units, keys = self._units(arch, subnet, context)
         missing: dict[str, int] = {}  # key -> the first unit with it
         for i, key in enumerate(keys):
             if table.get(key) is None:
@@ -371,12 +374,7 @@ class LatencyLutModel(SubnetHardware):
         """Time every unit of ``subnet`` again and store, per entry, the statistic (median
         or minimum) of all the times taken of it in this process. Building a table over
         several passes spread in time keeps one slow spell of a shared machine out of it."""
-        device = resolve_device(self.config.device, context)
-        table = self.table(context)
-        model = module_on(subnet, device)
-        x = self.input_for(arch, context, batch_size=self.config.batch_size, device=device)
-        units = lut_units(model)
-        keys = unit_keys(units, x)
+        table, _, x, units, keys = self._units(arch, subnet, context)
         times = stage_times_ms(
             units, x, warmup=self.config.warmup, repeats=self.config.repeats,
             threads=self.config.threads,

@@ -30,6 +30,7 @@ from typing import Any
 
 from ..config import Plan, parse_experiment, resolve
 from ..errors import NasforgeError
+from ..sdk import TrainContext
 from .search import RunLock, check_resources, ray_init
 
 STATE_FILE = "state.pt"
@@ -215,8 +216,15 @@ def train_worker(config: dict[str, Any]) -> None:
         if rank == 0:
             sink.put.remote({"kind": "progress", **{k: float(v) for k, v in metrics.items()}})
 
-    train_context = _train_context(
-        rank, world_size, device, spec.seed, resume, save, report, _sync_gradients(world_size)
+    train_context = TrainContext(
+        rank=rank,
+        world_size=world_size,
+        device=device,
+        seed=spec.seed,
+        resume=resume,
+        checkpoint=save,
+        report=report,
+        sync_gradients=_sync_gradients(world_size),
     )
     plan.task.arrays("train")  # load (or generate) the data before the clock starts
     plan.trainer.fit(supernet, plan.task, train_context)
@@ -229,21 +237,6 @@ def weights_checksum(module: Any) -> float:
 
     with torch.no_grad():
         return float(sum(p.double().sum() for p in module.parameters()))
-
-
-def _train_context(rank, world_size, device, seed, resume, save, report, sync):
-    from ..sdk import TrainContext
-
-    return TrainContext(
-        rank=rank,
-        world_size=world_size,
-        device=device,
-        seed=seed,
-        resume=resume,
-        checkpoint=save,
-        report=report,
-        sync_gradients=sync,
-    )
 
 
 # -- on the driver -----------------------------------------------------------------------

@@ -146,10 +146,10 @@ def _device() -> tuple[str, str]:
             import torch
     if torch is not None and torch.cuda.is_available():
         return "cuda", torch.cuda.get_device_name(torch.cuda.current_device())
-    return "cpu", _cpu_name()
+    return "cpu", cpu_name()
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     """The CPU's model name (``/proc/cpuinfo`` on Linux), else the machine type."""
     import platform
 
