@@ -300,8 +300,8 @@ MALFORMED = [
     ),
     pytest.param(
         edited(("search.trials", 300)),
-        "search.trials: unknown field (expected one of: batch_size, concurrency, max_failed_trials, "
-        "max_retries, n_trials, options, resources_per_trial, seed, storage, strategy, study_name)",
+        "search.trials: unknown field (expected one of: batch_size, concurrency, initial_archs, "
+        "max_failed_trials, max_retries, n_trials, options, resources_per_trial, seed, storage, strategy, study_name)",
         id="unknown-search-field",
     ),
     pytest.param(
