@@ -260,3 +260,20 @@ def test_nasforge_lut_reports_the_tables_error_against_measured_latency(tmp_path
     assert len((tmp_path / "run" / "hw" / "lut_check.csv").read_text().splitlines()) == 4
     table = json.loads((tmp_path / "run" / "hw" / "latency_lut.json").read_text())
     assert table  # the look-up table persisted for the search to reuse
+
+
+def test_a_worker_builds_its_evaluator_and_loads_the_weights_once(monkeypatch, tmp_path):
+    """Every trial a worker runs reuses the supernet it loaded for the first one."""
+    from nasforge.engine import worker
+
+    built = []
+    monkeypatch.setattr(worker, "_evaluators", {})
+    monkeypatch.setattr(
+        worker.Evaluator, "build", classmethod(lambda cls, *args: built.append(args) or object())
+    )
+    exp = tiny_experiment(tmp_path)
+    first = worker.evaluator_for(exp, str(tmp_path), [b"weights"], "digest-1")
+    assert worker.evaluator_for(exp, str(tmp_path), [b"weights"], "digest-1") is first
+    assert len(built) == 1
+    worker.evaluator_for(exp, str(tmp_path), [b"other"], "digest-2")  # retrained weights
+    assert len(built) == 2
