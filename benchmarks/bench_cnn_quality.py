@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 from nasforge.config import parse_experiment, resolve
-from nasforge.engine.train import final_weights, run_training
+from nasforge.engine.train import run_training, trained_weights
 from nasforge.engine.worker import Evaluator
 from nasforge_cnn.training import TrainOptions
 
@@ -29,7 +29,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "cnn_digits.yaml"
 
 def largest_accuracy(exp: dict, run_dir: Path) -> dict[str, float]:
     """``cnn.accuracy`` of the space's largest arch on a run's trained supernet."""
-    evaluator = Evaluator.build(exp, str(run_dir), [final_weights(run_dir).read_bytes()])
+    evaluator = Evaluator.build(exp, str(run_dir), [trained_weights(run_dir)])
     outcome = evaluator.evaluate(evaluator.plan.space.largest(), None)
     assert outcome["ok"], outcome
     return outcome["metrics"]

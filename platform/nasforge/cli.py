@@ -152,15 +152,12 @@ def _export_model(plan, run_dir: Path, record: dict, out: Path, fmt: str) -> dic
         )
     import torch
 
-    from .engine.train import final_weights
+    from .engine.train import trained_weights
     from .engine.worker import Evaluator
     from .export import export_subnet, load_exported
 
-    path = final_weights(run_dir)
-    if not path.exists():
-        raise NasforgeError(f"{path}: no trained supernet in this run")
     evaluator = Evaluator.build(
-        plan.experiment.model_dump(mode="json"), str(run_dir), [path.read_bytes()]
+        plan.experiment.model_dump(mode="json"), str(run_dir), [trained_weights(run_dir)]
     )
     arch = evaluator.plan.space.validate(record["arch"])
     subnet = evaluator.subnet(arch, record["trial"])
@@ -183,8 +180,6 @@ def _export_model(plan, run_dir: Path, record: dict, out: Path, fmt: str) -> dic
 
 def cmd_lut(args: argparse.Namespace) -> int:
     """Build (or extend) the experiment's latency look-up table and report its error."""
-    import json as _json
-
     plan = _plan(args.experiment)
     if plan.supernet_factory is None:
         raise NasforgeError(
@@ -210,7 +205,7 @@ def cmd_lut(args: argparse.Namespace) -> int:
         **options,
     )
     summary = check.summary()
-    (out / "lut_check.json").write_text(_json.dumps(summary, indent=2))
+    (out / "lut_check.json").write_text(json.dumps(summary, indent=2))
     print(
         f"latency look-up table on {check.device_name} ({check.threads} thread(s)): "
         f"median absolute error {summary['median_abs_pct_error']:.1f}% over "

@@ -312,15 +312,9 @@ def _supernet_weights(plan: Plan, run_dir: Path) -> tuple[list[Any] | None, str 
 
     import ray
 
-    from .train import final_weights, load_state
+    from .train import trained_weights
 
-    path = final_weights(run_dir)
-    if not path.exists():
-        raise NasforgeError(
-            f"{path}: no trained supernet: run `nasforge train` (or `nasforge run`) first"
-        )
-    blob = path.read_bytes()
-    load_state(blob, str(path))  # refuse a corrupt or tampered file here, not on every worker
+    blob = trained_weights(run_dir)  # a bad file is refused here, not on every worker
     return [ray.put(blob)], hashlib.sha256(blob).hexdigest()[:16]
 
 

@@ -105,14 +105,17 @@ def save_atomic(state: Any, path: Path) -> None:
         raise
 
 
-def load_supernet(plan: Plan, run_dir: Path, device: str = "cpu") -> Any:
-    """The run's trained supernet, in eval mode on ``device``."""
+def trained_weights(run_dir: Path) -> bytes:
+    """The bytes of a run's trained supernet weights, checked to load as a plain state
+    (a missing, corrupt or tampered ``final.pt`` is one clear error naming the file)."""
     path = final_weights(run_dir)
     if not path.exists():
         raise NasforgeError(
             f"{path}: no trained supernet: run `nasforge train` (or `nasforge run`) first"
         )
-    return supernet_from_state(plan, load_state(path, str(path)), device, str(path))
+    blob = path.read_bytes()
+    load_state(blob, str(path))
+    return blob
 
 
 def supernet_from_state(plan: Plan, state: dict[str, Any], device: str, what: str) -> Any:
