@@ -8,7 +8,7 @@ The task's data and the supernet stay cached in the worker; nothing is reloaded 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -23,18 +23,20 @@ def top_k_accuracy(
     x: torch.Tensor,
     y: torch.Tensor,
     *,
-    k: int = 1,
+    ks: Sequence[int] = (1,),
     batch_size: int = 512,
     device: Any = "cpu",
-) -> float:
-    """Percentage of samples whose label is among ``model``'s ``k`` highest logits."""
-    correct = 0
+) -> dict[int, float]:
+    """For each ``k`` in ``ks``, the percentage of samples whose label is among ``model``'s
+    ``k`` highest logits — all from one pass over the data."""
+    correct = dict.fromkeys(ks, 0)
     with torch.inference_mode():
         for i in range(0, len(y), batch_size):
             logits = model(x[i : i + batch_size].to(device))
-            top = logits.topk(k, dim=1).indices.cpu()
-            correct += int((top == y[i : i + batch_size, None]).any(dim=1).sum())
-    return 100.0 * correct / max(1, len(y))
+            hits = logits.topk(max(ks), dim=1).indices.cpu() == y[i : i + batch_size, None]
+            for k in ks:
+                correct[k] += int(hits[:, :k].any(dim=1).sum())
+    return {k: 100.0 * c / max(1, len(y)) for k, c in correct.items()}
 
 
 class AccuracyOptions(BaseModel):
@@ -62,11 +64,10 @@ class AccuracyEstimator(Estimator):
         super().__init__(space, **options)
         self.config = AccuracyOptions(**options)
         classes = getattr(space, "num_classes", None)
-        self.top5 = classes is None or classes > 5
         self.metrics = {
             "top1": Metric("top1", "%", "maximize", "top-1 validation accuracy"),
         }
-        if self.top5:
+        if classes is None or classes > 5:
             self.metrics["top5"] = Metric("top5", "%", "maximize", "top-5 validation accuracy")
 
     def setup(self, context: EvalContext) -> None:
@@ -78,7 +79,6 @@ class AccuracyEstimator(Estimator):
         cx = cx[: self.config.calibration_size]
         context.cache["val"] = (x.to(context.device), y)
         context.cache["calib"] = cx.to(context.device)
-        self.top5 = self.top5 and task.num_classes > 5
 
     def prepare(self, arch, context: EvalContext) -> None:
         from .training import fit_input
@@ -102,12 +102,12 @@ class AccuracyEstimator(Estimator):
         def forward(xb: torch.Tensor) -> torch.Tensor:
             return subnet(fit_input(xb, shape))
 
-        batch = self.config.batch_size
-        out = {"top1": top_k_accuracy(forward, x, y, k=1, batch_size=batch, device=context.device)}
+        # top-5 of a task with 5 classes or fewer is every sample: report top-1 there
+        ks = (1, 5) if "top5" in self.metrics and context.task.num_classes > 5 else (1,)
+        scores = top_k_accuracy(
+            forward, x, y, ks=ks, batch_size=self.config.batch_size, device=context.device
+        )
+        out = {"top1": scores[1]}
         if "top5" in self.metrics:
-            out["top5"] = (
-                top_k_accuracy(forward, x, y, k=5, batch_size=batch, device=context.device)
-                if self.top5
-                else out["top1"]
-            )
+            out["top5"] = scores.get(5, scores[1])
         return out

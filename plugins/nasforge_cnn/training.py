@@ -93,19 +93,25 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Ten
     return torch.sum(-F.softmax(teacher, dim=1) * F.log_softmax(student, dim=1), dim=1).mean()
 
 
-def epoch_batches(
-    n: int, batch_size: int, rank: int, world_size: int, seed: int, epoch: int
-) -> list[torch.Tensor]:
-    """This rank's index batches for an epoch: one shuffle per epoch (same on every rank),
-    dealt out so every rank runs the same number of steps."""
-    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    order = torch.randperm(n, generator=g)
+def steps_per_epoch(n: int, batch_size: int, world_size: int) -> int:
+    """Optimiser steps per epoch on every rank (the last, partial global batch is dropped)."""
     steps = n // (batch_size * world_size)
     if steps == 0:
         raise ValueError(
             f"batch_size {batch_size} x {world_size} workers is larger than the "
             f"{n} training samples"
         )
+    return steps
+
+
+def epoch_batches(
+    n: int, batch_size: int, rank: int, world_size: int, seed: int, epoch: int
+) -> list[torch.Tensor]:
+    """This rank's index batches for an epoch: one shuffle per epoch (same on every rank),
+    dealt out so every rank runs the same number of steps."""
+    steps = steps_per_epoch(n, batch_size, world_size)
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(n, generator=g)
     mine = order[rank::world_size][: steps * batch_size]
     return list(mine.split(batch_size))
 
@@ -139,9 +145,7 @@ class EpochRunner:
 
     def steps_per_epoch(self) -> int:
         """Optimiser steps of one epoch on this rank."""
-        return len(
-            epoch_batches(len(self.y), self.options.batch_size, 0, self.context.world_size, 0, 0)
-        )
+        return steps_per_epoch(len(self.y), self.options.batch_size, self.context.world_size)
 
     def run_epoch(
         self,
@@ -192,8 +196,8 @@ class EpochRunner:
                 with torch.no_grad():
                     out[f"val_top1_{name}"] = top_k_accuracy(
                         lambda xb, shape=shape: self.model(fit_input(xb, shape)),
-                        self.val[0], self.val[1], k=1, device=self.device,
-                    )  # fmt: skip
+                        self.val[0], self.val[1], device=self.device,
+                    )[1]  # fmt: skip
         finally:
             state = self.model.state_dict()
             with torch.no_grad():

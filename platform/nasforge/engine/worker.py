@@ -73,6 +73,9 @@ class Evaluator:
         """Activate ``arch`` in the supernet, let every estimator prepare it (batch-norm
         re-calibration…), and return the extracted static subnet in eval mode."""
         self._activate(arch, number)
+        return self._extract(arch)
+
+    def _extract(self, arch: dict[str, Any]) -> Any:
         return self.supernet.extract(arch).to(self.contexts[0].device).eval()
 
     def _activate(self, arch: dict[str, Any], number: int | None) -> None:
@@ -97,7 +100,7 @@ class Evaluator:
                     produced = component.evaluate(arch, context)
                 else:
                     if subnet is None and self.supernet is not None:
-                        subnet = self.supernet.extract(arch).to(context.device).eval()
+                        subnet = self._extract(arch)
                     produced = component.measure(arch, subnet, context)
                 metrics.update(_checked(component, produced))
             return {"ok": True, "metrics": metrics, "wall_s": time.perf_counter() - start}
