@@ -120,6 +120,11 @@ class _CNNSpace(SearchSpace):
         return cls(**{**cls.IMAGENET, **overrides})
 
     # -- what subclasses define ----------------------------------------------------------
+    @property
+    def num_stages(self) -> int:
+        """How many elastic stages the network has."""
+        return len(self.config.stage_widths)
+
     def groups(self) -> dict[str, list[Any]]:
         """Each dimension group's full choices (independent of any restriction)."""
         raise NotImplementedError
@@ -281,11 +286,6 @@ class MobileNetV3Space(_CNNSpace):
         "feature_width": 1280,
     }
 
-    @property
-    def num_stages(self) -> int:
-        """How many elastic stages the network has."""
-        return len(self.config.stage_widths)
-
     def groups(self) -> dict[str, list[Any]]:
         c = self.config
         return {
@@ -371,11 +371,6 @@ class ResNetSpace(_CNNSpace):
         "stage_strides": [1, 2, 2, 2],
         "base_depths": [2, 2, 4, 2],
     }
-
-    @property
-    def num_stages(self) -> int:
-        """How many elastic stages the network has."""
-        return len(self.config.stage_widths)
 
     def groups(self) -> dict[str, list[Any]]:
         c = self.config

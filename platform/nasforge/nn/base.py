@@ -58,6 +58,25 @@ def permute_(tensor: torch.Tensor, index: torch.Tensor, dim: int) -> None:
     tensor.copy_(tensor.index_select(dim, index.to(tensor.device)))
 
 
+def permute_weight_and_bias(
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    index: torch.Tensor,
+    side: Side,
+    *,
+    depthwise: bool = False,
+) -> None:
+    """Re-order a conv's or linear layer's output channels (``"out"``: weight rows and
+    bias) or input channels (``"in"``: weight columns) by ``index``, in place. A depthwise
+    conv has one set of channels, re-ordered whichever side is named."""
+    if side == "in" and not depthwise:
+        permute_(weight, index, 1)
+        return
+    permute_(weight, index, 0)
+    if bias is not None:
+        permute_(bias, index, 0)
+
+
 def check_active(name: str, value: int, maximum: int) -> None:
     """Raise ``ValueError`` naming ``name`` when an active size is outside ``1..maximum``."""
     if not 1 <= value <= maximum:

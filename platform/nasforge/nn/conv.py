@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ElasticModule, Side, check_active, permute_
+from .base import ElasticModule, Side, check_active, permute_weight_and_bias
 
 KernelMode = Literal["transform", "crop"]
 _CONV = {1: F.conv1d, 2: F.conv2d}
@@ -213,12 +213,7 @@ class _ElasticConvNd(ElasticModule):
     def permute_channels(self, index: torch.Tensor, side: Side = "out") -> None:
         """Re-order output (``"out"``) or input (``"in"``) channels; a depthwise conv has
         one set of channels, re-ordered whichever side is named."""
-        if side == "in" and not self.depthwise:
-            permute_(self.weight, index, 1)
-            return
-        permute_(self.weight, index, 0)
-        if self.bias is not None:
-            permute_(self.bias, index, 0)
+        permute_weight_and_bias(self.weight, self.bias, index, side, depthwise=self.depthwise)
 
     def extra_repr(self) -> str:
         size = (

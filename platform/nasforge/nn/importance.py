@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
-from .base import ElasticModule, Side, permute_
+from .base import ElasticModule, Side, permute_, permute_weight_and_bias
 
 
 def l1_importance(weight: torch.Tensor, dim: int = 1) -> torch.Tensor:
@@ -45,12 +45,7 @@ def permute_module_channels(module: nn.Module, index: torch.Tensor, side: Side) 
         depthwise = isinstance(module, _ConvNd) and module.groups > 1
         if depthwise and module.groups != module.in_channels:
             raise TypeError("grouped (non-depthwise) convolutions cannot be re-ordered")
-        if side == "in" and not depthwise:
-            permute_(module.weight, index, 1)
-        else:
-            permute_(module.weight, index, 0)
-            if module.bias is not None:
-                permute_(module.bias, index, 0)
+        permute_weight_and_bias(module.weight, module.bias, index, side, depthwise=depthwise)
     else:
         raise TypeError(f"cannot re-order the channels of a {type(module).__name__}")
 
@@ -62,9 +57,7 @@ def reorder_channels(
     consumers: Iterable[nn.Module] = (),
 ) -> None:
     """Apply the permutation ``index`` to one set of channels everywhere it appears."""
-    for module in producers:
-        permute_module_channels(module, index, "out")
-    for module in carriers:
+    for module in (*producers, *carriers):
         permute_module_channels(module, index, "out")
     for module in consumers:
         permute_module_channels(module, index, "in")

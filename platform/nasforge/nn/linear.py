@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ElasticModule, Side, check_active, permute_
+from .base import ElasticModule, Side, check_active, permute_weight_and_bias
 
 
 class ElasticLinear(ElasticModule):
@@ -63,12 +63,7 @@ class ElasticLinear(ElasticModule):
 
     def permute_channels(self, index: torch.Tensor, side: Side = "out") -> None:
         """Re-order output (``"out"``: rows and bias) or input (``"in"``: columns) features."""
-        if side == "in":
-            permute_(self.weight, index, 1)
-            return
-        permute_(self.weight, index, 0)
-        if self.bias is not None:
-            permute_(self.bias, index, 0)
+        permute_weight_and_bias(self.weight, self.bias, index, side)
 
     def extra_repr(self) -> str:
         return (
