@@ -546,10 +546,13 @@ def check_lut(
         # reference and odd rounds the repeat.
         timing = latency.config
         per_round = max(5, -(-timing.repeats // rounds))
+        inputs = [
+            latency.input_for(arch, context, batch_size=timing.batch_size, device=resolved)
+            for arch in archs
+        ]
         timed: list[list[list[float]]] = [[[], []] for _ in archs]
         for r in range(rounds):
-            for i, (arch, subnet) in enumerate(zip(archs, subnets, strict=True)):
-                x = latency.input_for(arch, context, batch_size=timing.batch_size, device=resolved)
+            for i, (subnet, x) in enumerate(zip(subnets, inputs, strict=True)):
                 timed[i][r % 2] += forward_times_ms(
                     subnet, x, warmup=max(2, timing.warmup // rounds), repeats=per_round,
                     threads=timing.threads,
