@@ -80,3 +80,8 @@ def test_latency_lut_median_error_is_at_most_10_percent(tmp_path):
     )  # fmt: skip
     summary = json.loads((tmp_path / "run" / "hw" / "lut_check.json").read_text())
     assert summary["median_abs_pct_error"] <= 10, summary
+
+
+def test_5000_trials_with_4_concurrent_against_postgres_are_each_recorded_once():
+    result = run_benchmark("bench_storage_load.py", "--trials", "5000", "--concurrency", "4")
+    assert result["recorded"] == 5000 and result["failed"] == 0, result

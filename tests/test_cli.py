@@ -90,11 +90,18 @@ def _free_port() -> int:
 
 def test_dashboard_serves_the_study_on_localhost_only(finished_run):
     cwd, _ = finished_run
+    studies, listening = dashboard_studies(["runs/gnn_nasbench_cora"], cwd=cwd)
+    assert studies == ["gnn_nasbench_cora"]
+    assert listening and all(addr.ip == "127.0.0.1" for addr in listening)
+
+
+def dashboard_studies(args: list[str], cwd=None, env=None) -> tuple[list[str], list]:
+    """Start ``nasforge dashboard ARGS`` on a free port, read its study list over HTTP, stop
+    it; returns the study names and the addresses it listened on."""
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "nasforge.cli", "dashboard", "runs/gnn_nasbench_cora",
-         "--port", str(port)],
-        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "nasforge.cli", "dashboard", *args, "--port", str(port)],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
@@ -107,13 +114,12 @@ def test_dashboard_serves_the_study_on_localhost_only(finished_run):
                 assert server.poll() is None, server.stdout.read().decode()
                 time.sleep(0.3)
         assert body is not None, "the dashboard never answered"
-        assert [s["study_name"] for s in body["study_summaries"]] == ["gnn_nasbench_cora"]
         listening = [
             c.laddr
             for c in psutil.Process(server.pid).net_connections(kind="inet")
             if c.status == psutil.CONN_LISTEN
         ]
-        assert listening and all(addr.ip == "127.0.0.1" for addr in listening)
+        return [s["study_name"] for s in body["study_summaries"]], listening
     finally:
         server.terminate()
         server.wait(timeout=10)

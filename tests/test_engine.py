@@ -168,9 +168,13 @@ def test_rerun_resumes_without_rerunning_completed_trials(tmp_path):
 
 
 def test_killing_the_driver_and_rerunning_finishes_exactly_the_requested_trials(tmp_path):
+    kill_driver_and_rerun(tmp_path)
+
+
+def kill_driver_and_rerun(tmp_path: Path, env: dict[str, str] | None = None) -> None:
     """SIGKILL the driver mid-search; the same command finishes the search: exactly n
     COMPLETE trials, orphaned RUNNING trials failed and their archs retried, no completed
-    arch evaluated again."""
+    arch evaluated again. ``env``: the drivers' environment (another Ray cluster…)."""
     log = tmp_path / "evaluations.log"
     exp = faulty(experiment(n_trials=60, strategy="random", batch_size=2), delay_s=0.15,
                  log_file=str(log))  # fmt: skip
@@ -178,7 +182,7 @@ def test_killing_the_driver_and_rerunning_finishes_exactly_the_requested_trials(
     path = tmp_path / "exp.yaml"
     path.write_text(json.dumps(exp))
     command = [sys.executable, "-m", "nasforge.cli", "search", str(path)]
-    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     db = tmp_path / "run" / "study.db"
     deadline = time.monotonic() + 120
     complete = 0
@@ -199,7 +203,7 @@ def test_killing_the_driver_and_rerunning_finishes_exactly_the_requested_trials(
     done_before = {t.user_attrs["key"] for t in before.values() if t.state == TrialState.COMPLETE}
     assert any(t.state == TrialState.RUNNING for t in before.values()), "nothing was in flight"
 
-    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "orphaned trials retried" in rerun.stdout
     trials = trials_of(tmp_path / "run")

@@ -1,7 +1,8 @@
 """The ``nasforge`` command line.
 
 ``run`` (train -> search -> report) and the phases alone: ``validate``, ``train``,
-``search``, ``report``, ``export``, ``dashboard``, ``plugins``, ``lut``. A user error prints one line,
+``search``, ``report``, ``export``, ``dashboard``, ``plugins``, ``lut``; on a Ray cluster,
+``submit`` and ``jobs list|status|logs|stop``. A user error prints one line,
 ``error: <file>: <yaml.path>: <what was expected>``, and exits with status 2.
 """
 
@@ -219,17 +220,23 @@ def cmd_lut(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from optuna_dashboard import run_server
 
+    from .engine.search import open_study
     from .engine.storage import mask_url, storage_url
     from .report import load_run
 
-    run_dir = Path(args.run_dir)
-    plan, study = load_run(run_dir)
-    url = storage_url(plan.experiment.search.storage, run_dir.resolve())
+    target = Path(args.target)
+    if target.is_file():  # an experiment: its study wherever it lives (NASFORGE_STORAGE…)
+        plan = _plan(args.target)
+        run_dir = Path(plan.experiment.resolved_run_dir).resolve()
+        study, url = open_study(plan, run_dir, create=False)
+    else:
+        plan, study = load_run(target)
+        url = storage_url(plan.experiment.search.storage, target.resolve())
     print(
         f"dashboard for {mask_url(url)} on http://{args.host}:{args.port}/ (Ctrl-C to stop)",
         flush=True,
     )
-    run_server(study._storage, host=args.host, port=args.port)  # the storage load_run opened
+    run_server(study._storage, host=args.host, port=args.port)  # the storage opened above
     return 0
 
 
@@ -258,6 +265,118 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     widths = [max(len(r[c]) for r in table) for c in range(4)]
     for r in table:
         print("  ".join(r[c].ljust(widths[c]) for c in range(4)) + "  " + r[4])
+    return 0
+
+
+def _quiet_job_sdk(args: argparse.Namespace) -> None:
+    """Ray's loggers (some at INFO of their own) all print through the ``ray`` logger's
+    handler, set up when Ray is imported: keep uploads and websocket notes for ``-v``."""
+    if not args.verbose:
+        import ray  # noqa: F401
+
+        for handler in logging.getLogger("ray").handlers:
+            handler.setLevel(logging.ERROR)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from . import jobs
+    from .engine.storage import mask_url
+
+    _quiet_job_sdk(args)
+    job_id = jobs.submit(args.experiment, args.address, args.working_dir)
+    print(f"submitted {job_id} to {jobs.resolve_address(args.address)}")
+    passed = jobs.job_env()
+    if "NASFORGE_STORAGE" in passed:
+        print(f"  study storage {mask_url(passed['NASFORGE_STORAGE'])} (NASFORGE_STORAGE)")
+    if "PGPASSWORD" in passed:
+        print("  PGPASSWORD passed on to the job")
+    where = f" --address {args.address}" if args.address else ""
+    print(f"  follow it:   nasforge jobs logs {job_id} --follow{where}")
+    print(f"  stop it:     nasforge jobs stop {job_id}{where}", flush=True)
+    if args.follow:
+        return _follow(job_id, args.address)
+    if args.no_wait:
+        return 0
+    info = jobs.wait(job_id, args.address, until=("RUNNING", *jobs.TERMINAL), timeout=120)
+    return _job_state(info)
+
+
+def _job_state(info) -> int:
+    """Print ``job ID: STATUS`` (with Ray's message if it failed or was stopped); exit
+    status 1 if it failed or was stopped, else 0."""
+    ended_badly = info.status.value in ("FAILED", "STOPPED")
+    message = f" ({info.message})" if ended_badly and info.message else ""
+    print(f"job {info.submission_id}: {info.status.value}{message}",
+          file=sys.stderr if ended_badly else sys.stdout)  # fmt: skip
+    return 1 if ended_badly else 0
+
+
+def _follow(job_id: str, address: str | None) -> int:
+    from . import jobs
+
+    try:
+        info = jobs.follow_logs(job_id, lambda text: print(text, end="", flush=True), address)
+    except KeyboardInterrupt:
+        print(f"stopped following; job {job_id} goes on", file=sys.stderr)
+        return 130
+    return _job_state(info)
+
+
+def cmd_jobs_list(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from . import jobs
+
+    _quiet_job_sdk(args)
+    table = [("SUBMISSION ID", "STATUS", "EXPERIMENT", "STARTED", "ENTRYPOINT")]
+    for job in jobs.list_jobs(args.address):
+        if job.submission_id is None:  # a driver that connected directly, not a job
+            continue
+        started = datetime.fromtimestamp(job.start_time / 1000) if job.start_time else None
+        table.append((job.submission_id, job.status.value,
+                      (job.metadata or {}).get("nasforge_experiment", "-"),
+                      f"{started:%Y-%m-%d %H:%M:%S}" if started else "-", job.entrypoint))  # fmt: skip
+    widths = [max(len(r[c]) for r in table) for c in range(4)]
+    for r in table:
+        print("  ".join(r[c].ljust(widths[c]) for c in range(4)) + "  " + r[4])
+    return 0
+
+
+def cmd_jobs_status(args: argparse.Namespace) -> int:
+    from . import jobs
+
+    _quiet_job_sdk(args)
+    info = jobs.status(args.job_id, args.address)
+    print(f"{info.submission_id}: {info.status.value}")
+    print(f"  experiment  {(info.metadata or {}).get('nasforge_experiment', '-')}")
+    print(f"  entrypoint  {info.entrypoint}")
+    if info.start_time and info.end_time:
+        print(f"  ran         {(info.end_time - info.start_time) / 1000:.1f}s")
+    if info.message:
+        print(f"  message     {info.message}")
+    return 0
+
+
+def cmd_jobs_logs(args: argparse.Namespace) -> int:
+    from . import jobs
+
+    _quiet_job_sdk(args)
+    if args.follow:
+        return _follow(args.job_id, args.address)
+    print(jobs.logs(args.job_id, args.address), end="")
+    return 0
+
+
+def cmd_jobs_stop(args: argparse.Namespace) -> int:
+    from . import jobs
+
+    _quiet_job_sdk(args)
+    if not jobs.stop(args.job_id, args.address):
+        info = jobs.status(args.job_id, args.address)
+        print(f"job {args.job_id} had already ended: {info.status.value}")
+        return 0
+    info = jobs.wait(args.job_id, args.address, timeout=60)
+    print(f"job {args.job_id}: {info.status.value}")
     return 0
 
 
@@ -295,8 +414,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--trial", type=int, required=True)
     p.add_argument("--format", choices=["torchscript", "onnx"], help="also write the static subnet")
-    p = add("dashboard", cmd_dashboard, "serve optuna-dashboard for a run's study")
-    p.add_argument("run_dir")
+    p = add(
+        "dashboard", cmd_dashboard, "serve optuna-dashboard for a run's or an experiment's study"
+    )
+    p.add_argument(
+        "target",
+        metavar="RUN_DIR|EXP.yaml",
+        help="a run directory, or an experiment file (its study in the storage it names or "
+        "NASFORGE_STORAGE: the shared study of a cluster run)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080)
     p = add(
@@ -311,6 +437,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p = add("plugins", cmd_plugins, "list installed plugins and what they register")
     p.add_argument("--json", action="store_true")
+
+    address_help = (
+        "the cluster's job server, http://HOST:8265 (default: RAY_API_SERVER_ADDRESS or "
+        "RAY_ADDRESS if a URL, else http://127.0.0.1:8265)"
+    )
+    p = add(
+        "submit",
+        cmd_submit,
+        "run an experiment on a Ray cluster as a job: uploads the working directory (less "
+        "runs/, virtual environments and .nasforgeignore) and runs `nasforge run` there",
+    )
+    p.add_argument("experiment", help="experiment YAML file, inside the working directory")
+    p.add_argument("--address", help=address_help)
+    p.add_argument("--working-dir", default=".", help="directory to upload (default: cwd)")
+    wait = p.add_mutually_exclusive_group()
+    wait.add_argument("--follow", action="store_true", help="print the job's output until it ends")
+    wait.add_argument("--no-wait", action="store_true", help="return once submitted")
+    help = "list, inspect, follow and stop jobs on a Ray cluster"
+    p = sub.add_parser("jobs", help=help, description=help)
+    jobs = p.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
+    for name, func, help in [
+        ("list", cmd_jobs_list, "every job the cluster knows"),
+        ("status", cmd_jobs_status, "a job's status and message"),
+        ("logs", cmd_jobs_logs, "a job's output so far (--follow: until it ends)"),
+        ("stop", cmd_jobs_stop, "stop a job and wait until it has"),
+    ]:
+        q = jobs.add_parser(name, help=help, description=help)
+        q.set_defaults(func=func)
+        if name != "list":
+            q.add_argument("job_id", metavar="ID", help="submission id (raysubmit_...)")
+        q.add_argument("--address", help=address_help)
+        if name == "logs":
+            q.add_argument("--follow", action="store_true")
     return parser
 
 
@@ -318,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.verbose:
         logging.basicConfig(level=logging.ERROR)
+        # nasforge's own warnings (a database being waited for…) still reach the user
+        logging.getLogger("nasforge").setLevel(logging.WARNING)
         warnings.filterwarnings("ignore")
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
         import optuna

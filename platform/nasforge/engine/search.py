@@ -46,6 +46,8 @@ class SearchSummary:
     resumed_complete: int
     orphans_retried: int
     wall_s: float
+    storage_s: float = 0.0  # time the driver spent in study-storage calls
+    storage_calls: int = 0
 
 
 class RunLock:
@@ -199,9 +201,15 @@ def recover(study: optuna.Study, plan: Plan) -> Recovered:
     return Recovered(cache, complete, orphans, retry)
 
 
-def ray_init() -> None:
-    """Join ``RAY_ADDRESS`` if set, else start a local Ray bound to 127.0.0.1 (no
-    dashboard)."""
+def ray_init(num_cpus: int | None = None) -> None:
+    """Join ``RAY_ADDRESS`` if set, else start a local Ray (``num_cpus``: all by default)
+    whose every server listens on 127.0.0.1 only, without a dashboard.
+
+    Ray replaces a ``127.0.0.1`` node address by the machine's network address and then
+    listens on every interface; its single-machine mode (the default on macOS and Windows,
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``) keeps the GCS, raylets, workers and agents on
+    loopback. A local Ray is one machine, so nasforge always starts it that way.
+    """
     import ray
 
     if ray.is_initialized():
@@ -209,13 +217,21 @@ def ray_init() -> None:
     address = os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(
-            _node_ip_address="127.0.0.1",
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-        )
+        return
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # inherited by Ray's processes
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False  # read at import: this process imported it
+    ray.init(
+        address="local",  # a new Ray of our own, never one another process started here
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    node = ray._private.worker.global_worker.node.node_ip_address
+    if node != "127.0.0.1":
+        log.warning("the local Ray listens on %s, not only on 127.0.0.1", node)
 
 
 def check_resources(cpu: float, gpu: float, field: str, what: str) -> None:
@@ -276,6 +292,8 @@ def run_search(
             raise
         finally:
             summary.wall_s = time.perf_counter() - start
+            summary.storage_s = getattr(study._storage, "busy_s", 0.0)
+            summary.storage_calls = getattr(study._storage, "calls", 0)
             reg.notify(
                 "experiment_end",
                 raise_errors=False,

@@ -5,19 +5,33 @@
 SQLAlchemy. ``NASFORGE_STORAGE`` in the environment overrides the experiment's choice, so
 a cluster can point every run at its database without editing experiment files.
 Passwords never reach logs: use :func:`mask_url` whenever a URL is printed.
+
+A database server can restart under a running search. Every storage the engine opens is
+wrapped in :class:`ReconnectingStorage`: a call that fails because the connection was lost
+is retried with backoff for up to ``NASFORGE_STORAGE_WAIT_S`` seconds (default 120), then
+the search stops with one clear line. Completed trials are never lost: each is committed
+before the next is asked for.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
 
 from ..config import SECRET_QUERY_KEYS
 from ..errors import StudyError
+
+log = logging.getLogger(__name__)
+
+#: default seconds a storage call keeps retrying a lost database connection
+DEFAULT_WAIT_S = 120.0
 
 
 def storage_url(configured: str | None, run_dir: Path) -> str:
@@ -36,8 +50,34 @@ def mask_url(url: str) -> str:
     return re.sub(rf"([?&](?:{keys})=)[^&]*", r"\1***", url, flags=re.IGNORECASE)
 
 
-def open_storage(url: str, run_dir: Path) -> BaseStorage:
-    """Build the Optuna storage object for ``url`` (raising :class:`StudyError` clearly)."""
+def open_storage(url: str, run_dir: Path) -> ReconnectingStorage:
+    """Build the Optuna storage object for ``url`` (raising :class:`StudyError` clearly),
+    wrapped so that a lost database connection is waited out (see the module doc)."""
+    wait_s = _wait_s()
+    deadline: float | None = None
+    delay = 0.5
+    while True:
+        try:
+            return ReconnectingStorage(_open(url, run_dir), url, wait_s)
+        except StudyError as exc:
+            now = time.monotonic()
+            deadline = deadline if deadline is not None else now + wait_s
+            if not _is_connection_error(exc) or now + delay > deadline:
+                raise
+            log.warning("%s; retrying in %.1fs", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _wait_s() -> float:
+    raw = os.environ.get("NASFORGE_STORAGE_WAIT_S")
+    try:
+        return DEFAULT_WAIT_S if raw is None else max(0.0, float(raw))
+    except ValueError:
+        raise StudyError(f"NASFORGE_STORAGE_WAIT_S: expected seconds, got {raw!r}") from None
+
+
+def _open(url: str, run_dir: Path) -> BaseStorage:
     try:
         if url.startswith("journal:"):
             from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -53,7 +93,11 @@ def open_storage(url: str, run_dir: Path) -> BaseStorage:
             return storage
         return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
     except Exception as exc:
-        raise StudyError(f"cannot open study storage {mask_url(url)}: {exc}") from None
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        error = StudyError(f"cannot open study storage {mask_url(url)}: {message}")
+        error.__cause__ = exc  # kept (not shown) so the retry can tell a lost connection
+        error.__suppress_context__ = True
+        raise error from exc
 
 
 def _fast_sqlite(storage: optuna.storages.RDBStorage) -> None:
@@ -69,3 +113,135 @@ def _fast_sqlite(storage: optuna.storages.RDBStorage) -> None:
 
     sqlalchemy.event.listen(storage.engine, "connect", on_connect)
     storage.engine.dispose()  # reconnect so pooled connections get the pragmas too
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) means the database could not be reached — as
+    opposed to a bad query or bad data, which retrying cannot fix."""
+    import sqlalchemy.exc
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+            return True
+        if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+            return True
+        if isinstance(exc, sqlalchemy.exc.DisconnectionError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+class ReconnectingStorage(BaseStorage):
+    """An Optuna storage that waits out a lost database connection.
+
+    Every :class:`~optuna.storages.BaseStorage` method is forwarded to ``inner``; one that
+    fails with a connection error is retried with exponential backoff (0.5 s doubling to
+    5 s) until ``wait_s`` seconds have passed since the first failure, then
+    :class:`~nasforge.errors.StudyError` names the (masked) URL and the cause. A write
+    whose commit reached the server just before the connection broke is not applied twice:
+    finishing a trial that the retry finds already in the requested state is success.
+    ``busy_s`` and ``calls`` count the time spent in storage calls, for benchmarks.
+    """
+
+    def __init__(self, inner: BaseStorage, url: str, wait_s: float = DEFAULT_WAIT_S):
+        self.inner = inner
+        self.url = url
+        self.wait_s = wait_s
+        self.busy_s = 0.0
+        self.calls = 0
+        self.reconnects = 0
+
+    def _call(self, name: str, args: tuple, kwargs: dict) -> Any:
+        method = getattr(self.inner, name)
+        started = time.perf_counter()
+        deadline: float | None = None
+        delay = 0.5
+        retried = False
+        try:
+            while True:
+                try:
+                    result = method(*args, **kwargs)
+                    if retried:
+                        self.reconnects += 1
+                        log.warning("study storage %s is back", mask_url(self.url))
+                    return result
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    if retried and name == "set_trial_state_values" and self._already(args):
+                        return True  # the first attempt committed before the link broke
+                    raise
+                except Exception as exc:
+                    if not _is_connection_error(exc):
+                        raise
+                    now = time.monotonic()
+                    deadline = deadline if deadline is not None else now + self.wait_s
+                    if now + delay > deadline:
+                        raise StudyError(
+                            f"lost the connection to study storage {mask_url(self.url)} and "
+                            f"it did not come back within {self.wait_s:g}s "
+                            f"(NASFORGE_STORAGE_WAIT_S): {_first_line(exc)}; completed trials "
+                            "are stored: run the same command again to resume"
+                        ) from None
+                    log.warning(
+                        "study storage %s unreachable (%s); retrying in %.1fs",
+                        mask_url(self.url),
+                        _first_line(exc),
+                        delay,
+                    )
+                    self._reset_connections()
+                    time.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    retried = True
+        finally:
+            self.busy_s += time.perf_counter() - started
+            self.calls += 1
+
+    def _already(self, args: tuple) -> bool:
+        trial_id, state = args[0], args[1]
+        return self.inner.get_trial(trial_id).state == state
+
+    def _reset_connections(self) -> None:
+        engine = getattr(self.inner, "engine", None)
+        if engine is not None:
+            engine.dispose()  # drop pooled connections to the old server process
+
+    def __getattr__(self, name: str) -> Any:  # attributes that are not storage methods
+        if name == "inner":  # unpickled: see __getstate__
+            raise StudyError(
+                "a pickled study storage cannot be used: open it again with open_storage()"
+            )
+        return getattr(self.inner, name)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles (Ray Tune saves its searcher, which holds the study) keep the masked URL
+        only: never the password, never a live connection."""
+        return {"url": mask_url(self.url), "wait_s": self.wait_s}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.url, self.wait_s = state["url"], state["wait_s"]
+        self.busy_s, self.calls, self.reconnects = 0.0, 0, 0
+
+
+def _first_line(exc: BaseException) -> str:
+    cause = exc
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    text = str(cause).strip().splitlines()
+    return text[0] if text else type(cause).__name__
+
+
+def _forward(name: str):
+    def method(self: ReconnectingStorage, *args: Any, **kwargs: Any) -> Any:
+        return self._call(name, args, kwargs)
+
+    method.__name__ = name
+    method.__doc__ = getattr(BaseStorage, name).__doc__
+    return method
+
+
+# every public method of Optuna's storage interface is forwarded (with retries)
+for _name, _member in vars(BaseStorage).items():
+    if callable(_member) and not _name.startswith("_"):
+        setattr(ReconnectingStorage, _name, _forward(_name))
+ReconnectingStorage.__abstractmethods__ = frozenset()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -32,6 +33,8 @@ from ..config import Plan, parse_experiment, resolve
 from ..errors import NasforgeError
 from ..sdk import TrainContext
 from .search import RunLock, check_resources, ray_init
+
+log = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
 EPOCH_FILE = "epoch.json"
@@ -149,13 +152,13 @@ def latest_checkpoint_state(root: Path, restored: Any = None) -> dict[str, Any] 
                 state = load_state(Path(folder, STATE_FILE).read_bytes(), f"checkpoint {folder}")
                 if all(epoch <= int(state.get("epoch", 0)) for epoch, _ in candidates):
                     return state
-            except NasforgeError:
-                pass
+            except NasforgeError as exc:
+                log.warning("%s; skipped", exc)
     for _, folder in sorted(candidates, reverse=True):
         try:
             return load_state((folder / STATE_FILE).read_bytes(), f"checkpoint {folder}")
-        except (OSError, NasforgeError):
-            continue
+        except (OSError, NasforgeError) as exc:
+            log.warning("%s; skipped for an older checkpoint", exc)
     return None
 
 

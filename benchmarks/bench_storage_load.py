@@ -1,0 +1,109 @@
+"""Load: a long search on the tabular NAS-Bench-Graph space against PostgreSQL.
+
+5,000 trials (``--trials``), 4 in flight at once (0.5 CPU each on this 2-core machine),
+random strategy over the Cora table, the study in a PostgreSQL database. Without
+``--storage`` a throwaway server is started on 127.0.0.1 (``tests/pg_server.py``; Debian's
+``postgresql`` package); with it, any URL (password from PGPASSWORD). Afterwards the study
+is read back and checked: exactly the requested COMPLETE trials, trial numbers 0..N-1 each
+once, every COMPLETE arch distinct, nothing RUNNING. Prints throughput and the share of the
+driver's wall time spent in storage calls, then one JSON line.
+
+    python benchmarks/bench_storage_load.py [--trials 5000] [--concurrency 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import yaml
+from optuna.trial import TrialState
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # pg_server: the throwaway server of the tests
+
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--storage", help="PostgreSQL URL (default: a throwaway local server)")
+    args = parser.parse_args()
+
+    from nasforge.config import parse_experiment, resolve
+    from nasforge.engine import run_search
+
+    server = None
+    url = args.storage
+    if url is None:
+        from pg_server import PostgresServer, find_bin_dir
+
+        bin_dir = find_bin_dir()
+        if bin_dir is None:
+            sys.exit("PostgreSQL is not installed (Debian: apt install postgresql)")
+        server = PostgresServer(bin_dir)
+        os.environ.update(server.env())
+        url = server.url
+    try:
+        exp = yaml.safe_load((ROOT / "examples" / "gnn_nasbench_cora.yaml").read_text())
+        exp["name"] = "storage_load"
+        exp["search"] = {
+            "strategy": "random",
+            "n_trials": args.trials,
+            "seed": 0,
+            "concurrency": args.concurrency,
+            "batch_size": args.concurrency,
+            "resources_per_trial": {"cpu": 2 / args.concurrency},
+            "storage": url,
+        }
+        import ray
+
+        ray.init(num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False,
+                 log_to_driver=False)  # fmt: skip
+        with tempfile.TemporaryDirectory() as run_dir:
+            summary = run_search(resolve(parse_experiment(exp)), Path(run_dir), progress=False)
+        ray.shutdown()
+
+        trials = optuna.load_study(study_name="storage_load", storage=url).get_trials()
+        states = Counter(t.state for t in trials)
+        numbers = sorted(t.number for t in trials)
+        keys = [t.user_attrs["key"] for t in trials if t.state == TrialState.COMPLETE]
+        assert states[TrialState.COMPLETE] == args.trials, states
+        assert numbers == list(range(len(trials))), "trial numbers not each recorded once"
+        assert len(set(keys)) == len(keys), "an arch completed twice"
+        assert states[TrialState.RUNNING] == 0 and states[TrialState.WAITING] == 0, states
+        result = {
+            "trials": args.trials,
+            "recorded": len(trials),
+            "failed": states[TrialState.FAIL],
+            "concurrency": args.concurrency,
+            "wall_s": round(summary.wall_s, 1),
+            "trials_per_s": round(args.trials / summary.wall_s, 1),
+            "storage_s": round(summary.storage_s, 1),
+            "storage_share": round(summary.storage_s / summary.wall_s, 3),
+            "storage_calls": summary.storage_calls,
+            "ms_per_storage_call": round(1000 * summary.storage_s / summary.storage_calls, 2),
+        }
+    finally:
+        if server is not None:
+            server.close()
+    print(
+        f"{args.trials} trials, {args.concurrency} concurrent, PostgreSQL: "
+        f"{result['wall_s']} s, {result['trials_per_s']} trials/s; storage "
+        f"{result['storage_s']} s = {100 * result['storage_share']:.1f}% of the driver's "
+        f"wall time ({result['storage_calls']} calls, {result['ms_per_storage_call']} ms each)"
+    )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
