@@ -97,7 +97,7 @@ def test_training_resumes_from_its_checkpoint_when_a_worker_node_dies_mid_epoch(
     """2 Ray Train workers, one per node; node 1 dies during epoch 2. Ray Train restarts the
     worker group once a replacement node joins, the trainer resumes from the epoch-1
     checkpoint, and every epoch appears once in the metrics."""
-    exp = tiny_experiment(tmp_path / "run", epochs=4, num_workers=2)
+    exp = tiny_experiment(tmp_path / "run", epochs=3, num_workers=2)
     exp["train"]["max_retries"] = 2
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(exp))
@@ -121,9 +121,9 @@ def test_training_resumes_from_its_checkpoint_when_a_worker_node_dies_mid_epoch(
         driver.kill()
     assert driver.returncode == 0, out[-3000:]
     epochs = [int(json.loads(x)["epoch"]) for x in metrics.read_text().splitlines()]
-    assert epochs == [1, 2, 3, 4], out[-3000:]
+    assert epochs == [1, 2, 3], out[-3000:]
     meta = json.loads((tmp_path / "run" / "supernet" / "meta.json").read_text())
-    assert meta["epochs"] == 4
+    assert meta["epochs"] == 3
 
 
 def test_the_driver_killed_on_a_cluster_is_finished_by_rerunning(tmp_path, cluster):

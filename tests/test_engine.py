@@ -167,16 +167,13 @@ def test_rerun_resumes_without_rerunning_completed_trials(tmp_path):
     assert again.complete == 35 and len(trials_of(tmp_path / "run")) == len(trials)
 
 
-def test_killing_the_driver_and_rerunning_finishes_exactly_the_requested_trials(tmp_path):
-    kill_driver_and_rerun(tmp_path)
-
-
 def kill_driver_and_rerun(tmp_path: Path, env: dict[str, str] | None = None) -> None:
     """SIGKILL the driver mid-search; the same command finishes the search: exactly n
     COMPLETE trials, orphaned RUNNING trials failed and their archs retried, no completed
-    arch evaluated again. ``env``: the drivers' environment (another Ray cluster…)."""
+    arch evaluated again. ``env``: the drivers' environment (test_cluster_faults runs it on
+    a multi-node cluster)."""
     log = tmp_path / "evaluations.log"
-    exp = faulty(experiment(n_trials=60, strategy="random", batch_size=2), delay_s=0.15,
+    exp = faulty(experiment(n_trials=36, strategy="random", batch_size=2), delay_s=0.15,
                  log_file=str(log))  # fmt: skip
     exp["run_dir"] = str(tmp_path / "run")
     path = tmp_path / "exp.yaml"
@@ -208,7 +205,7 @@ def kill_driver_and_rerun(tmp_path: Path, env: dict[str, str] | None = None) -> 
     assert "orphaned trials retried" in rerun.stdout
     trials = trials_of(tmp_path / "run")
     states = Counter(t.state for t in trials)
-    assert states[TrialState.COMPLETE] == 60
+    assert states[TrialState.COMPLETE] == 36
     assert states[TrialState.RUNNING] == 0 and states[TrialState.WAITING] == 0
     orphans = [t for t in trials if t.user_attrs.get("error", "").startswith("orphaned")]
     assert orphans and all(before[t.number].state == TrialState.RUNNING for t in orphans)

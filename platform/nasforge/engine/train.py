@@ -344,7 +344,12 @@ def run_training(plan: Plan, run_dir: Path, *, progress: bool = True) -> TrainSu
             "train.options.num_workers",
             f"training on {num_workers} workers",
         )
-        sink = ray.remote(num_cpus=0)(_Sink).remote()
+        # on the driver's own node: a worker node lost mid-epoch must not take the progress
+        # channel with it (the driver's node going means the driver is gone too)
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        sink = ray.remote(num_cpus=0)(_Sink).options(scheduling_strategy=here).remote()
         trainer = TorchTrainer(
             train_worker,
             train_loop_config={
