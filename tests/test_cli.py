@@ -78,7 +78,7 @@ def test_a_bad_experiment_is_one_line_and_exit_code_2(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: bad.yaml: search.strategy: unknown strategy 'nsga4' "
-        "(available: gp, nsga2, nsga3, random, tpe)"
+        "(available: ehvi, gp, linas, nsga2, nsga3, random, tpe)"
     ]
 
 

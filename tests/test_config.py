@@ -40,7 +40,7 @@ from nasforge.config import Constraint, Experiment, load_experiment, load_plan, 
 from nasforge.plugins import build_registry
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gnn_nasbench_cora.yaml"
-STRATEGIES = "gp, nsga2, nsga3, random, tpe"
+STRATEGIES = "ehvi, gp, linas, nsga2, nsga3, random, tpe"
 GNN_METRICS = "latency_ms, params_m, test_acc, valid_acc"
 EXPERIMENT_FIELDS = ", ".join(sorted(Experiment.model_fields))
 DELETE = object()
@@ -542,7 +542,7 @@ def test_a_key_given_twice_is_rejected(tmp_path):
 PLUGIN_FIT = [
     pytest.param(
         edited(("search.strategy", "nsga4")),
-        "search.strategy: unknown strategy 'nsga4' (available: gp, nsga2, nsga3, random, toy.hill_climb, tpe)",
+        "search.strategy: unknown strategy 'nsga4' (available: ehvi, gp, linas, nsga2, nsga3, random, toy.hill_climb, tpe)",
         id="third-party-names-are-listed",
     ),
     pytest.param(

@@ -174,7 +174,7 @@ def test_an_invalid_experiment_is_refused_before_any_upload(tmp_path, capsys):
     assert code == 2
     assert capsys.readouterr().err.splitlines() == [
         f"error: {tmp_path / 'bad.yaml'}: search.strategy: unknown strategy 'nsga4' "
-        "(available: gp, nsga2, nsga3, random, tpe)"
+        "(available: ehvi, gp, linas, nsga2, nsga3, random, tpe)"
     ]
 
 

@@ -112,7 +112,7 @@ class ExtraArgumentPlugin:
 
 def test_the_registry_lists_the_built_in_strategies():
     reg = build_registry()
-    assert reg.names("strategy") == ["gp", "nsga2", "nsga3", "random", "tpe"]
+    assert reg.names("strategy") == ["ehvi", "gp", "linas", "nsga2", "nsga3", "random", "tpe"]
     for name in reg.names("strategy"):
         item = reg.get("strategy", name)
         assert (item.kind, item.plugin, item.distribution, item.version) == (
@@ -184,9 +184,17 @@ def test_items_carry_their_options_model_and_summary():
 
 def test_iteration_goes_by_kind_then_name():
     kinds = [(i.kind, i.name) for i in build_registry()]
-    order = ["space", "task", "trainer", "estimator", "hardware", "strategy"]
+    order = ["space", "task", "trainer", "estimator", "hardware", "strategy", "predictor"]
     assert kinds == sorted(kinds, key=lambda kn: (order.index(kn[0]), kn[1]))
-    assert [n for k, n in kinds if k == "strategy"] == ["gp", "nsga2", "nsga3", "random", "tpe"]
+    assert [n for k, n in kinds if k == "strategy"] == [
+        "ehvi",
+        "gp",
+        "linas",
+        "nsga2",
+        "nsga3",
+        "random",
+        "tpe",
+    ]
 
 
 def test_an_unknown_name_lists_what_is_available():
@@ -194,7 +202,8 @@ def test_an_unknown_name_lists_what_is_available():
     with pytest.raises(KeyError) as info:
         reg.get("strategy", "cmaes")
     assert (
-        info.value.args[0] == "unknown strategy 'cmaes' (available: gp, nsga2, nsga3, random, tpe)"
+        info.value.args[0]
+        == "unknown strategy 'cmaes' (available: ehvi, gp, linas, nsga2, nsga3, random, tpe)"
     )
     with pytest.raises(KeyError) as info:
         reg.get("trainer", "sandwich")

@@ -2,9 +2,10 @@
 
 The SDK a plugin author needs is importable from here: the search-space algebra
 (:class:`SearchSpace` and its dimensions), the component types (:class:`Estimator`,
-:class:`Hardware`, :class:`Strategy`, :class:`Trainer`, :class:`Supernet`), the values the
-core hands them (:class:`Metric`, :class:`Objective`, :class:`EvalContext`,
-:class:`TrainContext`), and :data:`hookimpl` to mark hook implementations.
+:class:`Hardware`, :class:`Strategy`, :class:`Trainer`, :class:`Supernet`,
+:class:`Predictor`), the values the core hands them (:class:`Metric`, :class:`Objective`,
+:class:`EvalContext`, :class:`TrainContext`), and :data:`hookimpl` to mark hook
+implementations.
 """
 
 from .errors import ArchError, ConfigError, NasforgeError, PluginError, StudyError
@@ -16,6 +17,7 @@ from .sdk import (
     Hardware,
     Metric,
     Objective,
+    Predictor,
     Strategy,
     Supernet,
     Task,
@@ -42,6 +44,7 @@ __all__ = [
     "Objective",
     "PerLayer",
     "PluginError",
+    "Predictor",
     "SearchSpace",
     "Strategy",
     "StudyError",

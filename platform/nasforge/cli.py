@@ -1,7 +1,8 @@
 """The ``nasforge`` command line.
 
 ``run`` (train -> search -> report) and the phases alone: ``validate``, ``train``,
-``search``, ``report``, ``export``, ``dashboard``, ``plugins``, ``lut``; on a Ray cluster,
+``search``, ``report``, ``export``, ``dashboard``, ``plugins``, ``lut``; ``bench-search``
+(strategies scored against a tabular space's whole table); on a Ray cluster,
 ``submit`` and ``jobs list|status|logs|stop``. A user error prints one line,
 ``error: <file>: <yaml.path>: <what was expected>``, and exits with status 2.
 """
@@ -12,9 +13,11 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 from .errors import NasforgeError
 
@@ -214,6 +217,124 @@ def cmd_lut(args: argparse.Namespace) -> int:
         f"arch measured twice differs by {summary['median_repeat_abs_pct_error']:.1f}%)"
     )
     print(f"  {out / 'lut_check.csv'}")
+    return 0
+
+
+def _int_list(text: str) -> list[int]:
+    """argparse type: ``50,100,200`` -> a list of non-negative integers."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected integers separated by commas, got {text!r}"
+        ) from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
+    return values
+
+
+def _key_values(items: list[str], flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs, each value read as JSON when it parses (``5``, ``true``,
+    ``[1, 2]``) and as a string otherwise."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise NasforgeError(f"{flag}: expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def cmd_bench_search(args: argparse.Namespace) -> int:
+    """Score strategies on a tabular space against its whole table (nasforge.benchmark)."""
+    import time
+
+    from .benchmark import (
+        BenchSearch,
+        build_strategies,
+        ground_truth,
+        space_label,
+        summary_lines,
+        write_results,
+    )
+    from .config import load_experiment, resolve
+    from .errors import ConfigError
+    from .sdk import Objective
+
+    start = time.perf_counter()
+    experiment = load_experiment(args.experiment)
+    overrides = _key_values(args.space_option, "--space-option")
+    experiment.space.options.update(overrides)
+    try:
+        plan = resolve(experiment)
+        objectives = plan.objectives
+        if args.objectives:
+            given = {o.metric: o.direction for o in plan.objectives}
+            objectives = []
+            for name in args.objectives.split(","):
+                metric = plan.metrics.get(name)
+                if metric is None or (given.get(name) or metric.better) is None:
+                    raise ConfigError(
+                        "--objectives",
+                        f"'{name}' is not a metric with a direction here (available: "
+                        f"{', '.join(m for m, v in plan.metrics.items() if v.better or m in given)})",
+                    )
+                objectives.append(Objective(name, given.get(name) or metric.better))
+        options: dict[str, dict[str, Any]] = {}
+        for item in args.strategy_option:
+            name, dot, rest = item.partition(".")
+            if not dot:
+                raise NasforgeError(f"--strategy-option: expected NAME.KEY=VALUE, got {item!r}")
+            options.setdefault(name, {}).update(_key_values([rest], "--strategy-option"))
+        names = [n for n in args.strategies.split(",") if n]
+        strategies = build_strategies(plan, names, options)
+        suffix = "".join(f"-{k}-{v}" for k, v in overrides.items())  # dataset=x: -dataset-x
+        suffix = re.sub(r"[^A-Za-z0-9_.-]+", "_", suffix)
+        run_dir = Path(args.run_dir or f"{experiment.resolved_run_dir}-bench-search{suffix}")
+        truth = ground_truth(plan, objectives, run_dir)
+        seeds = args.seed_list if args.seed_list is not None else list(range(args.seeds))
+        budgets = sorted(set(args.budgets))
+        if not seeds or not budgets or budgets[0] < 1:
+            raise NasforgeError("bench-search needs at least one seed and budgets >= 1")
+        bench = BenchSearch(plan, truth, strategies, seeds, budgets, args.max_proposals)
+    except ConfigError as exc:
+        if exc.path.startswith("--"):  # a command-line flag, not the file, is at fault
+            raise
+        raise exc.with_file(args.experiment) from None
+    goals = ", ".join(f"{o.direction} {o.metric}" for o in objectives)
+    print(
+        f"bench-search: {experiment.name} ({space_label(plan)}): {len(truth.values):,} archs "
+        f"in the table; {goals}; "
+        f"{len(strategies)} strategies x {len(seeds)} seeds x {bench.budget} evaluations",
+        flush=True,
+    )
+    if plan.constraints:
+        print("note: constraints are not part of the bench-search protocol: ignored")
+    metric = objectives[0].metric
+
+    def progress(cell) -> None:
+        hv = f", HV {cell.hv[-1]:.4f}" if cell.hv else ""
+        best = f", best {metric} {cell.best[-1]:.4g}" if cell.best else ""
+        print(
+            f"bench-search: {cell.strategy} seed {cell.seed}: {cell.evaluations} evaluations, "
+            f"{cell.proposals} proposals in {cell.wall_s:.1f}s{hv}{best}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    cells = bench.run(args.processes, on_cell=progress)
+    rows, files = write_results(run_dir, bench, cells, log_x=args.log_x)
+    for line in summary_lines(bench, rows):
+        print(line)
+    for cell in cells:
+        if cell.note:
+            print(f"note: {cell.note}")
+    print(f"bench-search: {len(cells)} runs in {time.perf_counter() - start:.1f}s")
+    for path in files:
+        print(f"  {path}")
     return 0
 
 
@@ -435,6 +556,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir")
     p.add_argument("--archs", type=int, default=50, help="random archs to check (default 50)")
     p.add_argument("--seed", type=int, default=0)
+    p = add(
+        "bench-search",
+        cmd_bench_search,
+        "score search strategies on a tabular space (every objective read from a table): "
+        "strategies x seeds x budgets, normalised hypervolume and best found versus "
+        "evaluations, against the whole table; curves.csv, summary.csv, anytime.png",
+    )
+    p.add_argument("experiment", help="experiment YAML file (its objectives must be tabular)")
+    p.add_argument(
+        "--strategies",
+        default="random,tpe,nsga2",
+        help="registered strategy names, comma-separated (default random,tpe,nsga2)",
+    )
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    seeds.add_argument("--seed-list", type=_int_list, help="explicit seeds, e.g. 0,7,42")
+    p.add_argument(
+        "--budgets",
+        type=_int_list,
+        default=[50, 100, 200],
+        help="evaluations (new archs) to report at; runs go to the largest (default 50,100,200)",
+    )
+    p.add_argument(
+        "--objectives",
+        help="metrics to benchmark, comma-separated: one (best found, gap to the table's "
+        "best) or two (hypervolume); default the experiment's",
+    )
+    p.add_argument(
+        "--strategy-option",
+        action="append",
+        default=[],
+        metavar="NAME.KEY=VALUE",
+        help="a strategy option (validated by the strategy); repeatable. The experiment's "
+        "search.options apply to its own strategy",
+    )
+    p.add_argument(
+        "--space-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a space option, e.g. dataset=citeseer; repeatable",
+    )
+    p.add_argument(
+        "--max-proposals",
+        type=int,
+        default=20,
+        metavar="FACTOR",
+        help="stop a run after FACTOR x budget proposals (a strategy stuck re-proposing); "
+        "default 20",
+    )
+    p.add_argument(
+        "--processes", type=int, default=1, help="run (strategy, seed) cells in N processes"
+    )
+    p.add_argument("--log-x", action="store_true", help="log-scale evaluations in anytime.png")
+    p.add_argument("--run-dir", help="where to write (default runs/<name>-bench-search)")
     p = add("plugins", cmd_plugins, "list installed plugins and what they register")
     p.add_argument("--json", action="store_true")
 

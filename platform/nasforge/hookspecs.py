@@ -87,6 +87,20 @@ def register_strategies(register: Any) -> None:
 
 
 @hookspec
+def register_predictors(register: Any) -> None:
+    """Register learned predictors: regression models from encoded archs to one metric.
+
+    Called once when the plugin manager is built. Call ``register(name, factory)``;
+    ``factory(seed=None, **options)`` returns an unfitted :class:`nasforge.Predictor`.
+    Strategies build predictors by name, fit one per objective on ``SearchSpace.encode``
+    rows of the archs evaluated so far, and can pick the best per objective by
+    cross-validation (:func:`nasforge.predictors.select_predictor`). Building the registry
+    must stay cheap: import heavy libraries (torch, scikit-learn) in ``fit``, or register
+    with :class:`nasforge.plugins.lazy`. Return value is ignored.
+    """
+
+
+@hookspec
 def experiment_start(experiment: Any, run_dir: Any) -> None:
     """Called on the driver when a phase (``search``) of an experiment starts.
 

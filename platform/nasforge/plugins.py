@@ -31,6 +31,7 @@ KIND_HOOKS: dict[str, str] = {
     "estimator": "register_estimators",
     "hardware": "register_hardware",
     "strategy": "register_strategies",
+    "predictor": "register_predictors",
 }
 
 

@@ -3,9 +3,9 @@
 A plugin registers *factories* (usually the classes below) under a name through the hooks
 in :mod:`nasforge.hookspecs`. The core builds them from the experiment file:
 ``factory(space=..., **options)`` for estimators and hardware models, ``factory(**options)``
-for spaces and strategies. A factory that declares a pydantic ``Options`` model gets its
-options validated against it first, so a typo in ``options:`` is reported with its YAML
-path before any work starts.
+for spaces and strategies, ``factory(seed=..., **options)`` for predictors. A factory that
+declares a pydantic ``Options`` model gets its options validated against it first, so a
+typo in ``options:`` is reported with its YAML path before any work starts.
 
 Construction must be cheap: the core builds every component on the driver to validate an
 experiment. Heavy work (loading tables, weights) belongs in :meth:`Component.setup`, which
@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
 
 from .space import Arch, SearchSpace
 
@@ -126,7 +128,14 @@ class Estimator(Component, ABC):
 
 
 class Hardware(Component, ABC):
-    """Cost metrics of an arch on a target: MACs, parameters, latency, memory…"""
+    """Cost metrics of an arch on a target: MACs, parameters, latency, memory…
+
+    ``free = True`` declares the metrics cheap, exact and computable without a trained
+    supernet (``measure(arch, None, context)`` works on the driver): strategies that use
+    free metrics then rank candidate archs by them without evaluating those archs.
+    """
+
+    free: ClassVar[bool] = False
 
     @abstractmethod
     def measure(self, arch: Arch, subnet: Any, context: EvalContext) -> dict[str, float]:
@@ -143,6 +152,10 @@ class Strategy(ABC):
 
     Options: ClassVar[type[BaseModel] | None] = None
     multi_objective: ClassVar[bool] = True
+    uses_free_metrics: ClassVar[bool] = False
+    """When ``True``, ``sampler`` is also given ``free_metrics=``: a
+    :class:`nasforge.free_metrics.FreeMetrics` (``free(arch)`` -> the free hardware models'
+    metrics, or ``None``), built by :func:`nasforge.free_metrics.build_sampler`."""
 
     def __init__(self, **options: Any):
         self.options = options
@@ -155,6 +168,47 @@ class Strategy(ABC):
         seed: int | None,
     ) -> optuna.samplers.BaseSampler:
         """Return a fresh sampler; called once per search run (samplers are not persisted)."""
+
+
+class Predictor(ABC):
+    """A learned model of one metric over encoded archs (rows of ``SearchSpace.encode``).
+
+    Registered through ``register_predictors`` and built as ``factory(seed=None, **options)``:
+    options are validated against ``Options`` here, so a bad one raises pydantic's
+    ``ValidationError`` (a :class:`ValueError`) naming the field. ``seed`` makes fitting
+    reproducible; ``None`` leaves it to fresh randomness. Strategies fit one predictor per
+    objective on the archs evaluated so far and rank many candidates with it, so ``fit`` on a
+    few hundred rows and ``predict`` on thousands must be fast. A predictor with
+    ``has_uncertainty`` also returns a standard deviation per prediction.
+    """
+
+    Options: ClassVar[type[BaseModel] | None] = None
+    has_uncertainty: ClassVar[bool] = False
+
+    def __init__(self, *, seed: int | None = None, **options: Any):
+        if self.Options is not None:
+            options = self.Options.model_validate(options).model_dump()
+        self.seed = seed
+        self.options = options
+
+    @abstractmethod
+    def fit(self, X: np.ndarray, y: np.ndarray) -> Predictor:
+        """Learn ``y`` (shape ``(n,)``) from ``X`` (shape ``(n, width)``); return ``self``.
+
+        Refitting replaces what an earlier fit learned.
+        """
+
+    @abstractmethod
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predicted metric for each row of ``X`` (shape ``(m,)``, float64), in ``y``'s units."""
+
+    def predict_with_std(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean, std)`` per row of ``X``: the prediction and its standard deviation.
+
+        Only predictors with ``has_uncertainty`` implement it; the default raises
+        :class:`NotImplementedError`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not estimate its uncertainty")
 
 
 class Supernet(ABC):

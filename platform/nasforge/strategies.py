@@ -1,4 +1,5 @@
-"""Built-in search strategies: Optuna's random, TPE, NSGA-II, NSGA-III and GP samplers.
+"""Built-in search strategies: Optuna's random, TPE, NSGA-II, NSGA-III and GP samplers,
+``linas`` (DyNAS-T's LINAS, :mod:`nasforge.linas`) and ``ehvi`` (:mod:`nasforge.ehvi`).
 
 Registered through the ``nasforge`` entry point like any third-party plugin. Each strategy
 is one small class: an ``Options`` model (what the experiment file may set, validated with
@@ -12,7 +13,9 @@ from typing import Any, ClassVar
 import optuna
 from pydantic import BaseModel, ConfigDict, Field
 
+from .ehvi import EHVIStrategy
 from .hookspecs import hookimpl
+from .linas import LINASStrategy
 from .sdk import Strategy
 
 
@@ -89,3 +92,5 @@ def register_strategies(register):
     register("nsga2", NSGA2Strategy)
     register("nsga3", NSGA3Strategy)
     register("gp", GPStrategy)
+    register("linas", LINASStrategy)
+    register("ehvi", EHVIStrategy)

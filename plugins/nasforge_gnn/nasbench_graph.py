@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import itertools
 import pickle
 from pathlib import Path
 from typing import Any
@@ -158,3 +159,20 @@ def bundled_path(dataset: str) -> Path:
 def load_table(dataset: str, path: str | None = None) -> dict[int, dict[str, float]]:
     """The measured table of ``dataset`` (or of the ``.bench`` file at ``path``), cached."""
     return _read_table(Path(path) if path else bundled_path(dataset))
+
+
+@functools.lru_cache(maxsize=16)
+def measured_archs(
+    dataset: str, path: str | None = None
+) -> tuple[tuple[tuple[int, ...], tuple[str, ...], int], ...]:
+    """One arch of the space per row of the table, as ``(link, ops, hash)``: the first of
+    its canonical class in enumeration order (link patterns, then op tuples), so every
+    listed arch lies in the space. Rows no arch of the space hashes to are left out."""
+    table = load_table(dataset, path)
+    found: dict[int, tuple[tuple[int, ...], tuple[str, ...], int]] = {}
+    for link in LINKS:
+        for ops in itertools.product(ops_for(dataset), repeat=4):
+            key = canonical(link, ops)[2]
+            if key in table and key not in found:
+                found[key] = (link, ops, key)
+    return tuple(found.values())

@@ -12,6 +12,7 @@ table row (and one evaluation).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -128,6 +129,18 @@ class _TableLookup:
     def setup(self, context: EvalContext) -> None:
         self._table(context)
 
+    def _metrics(self, row: dict[str, float]) -> dict[str, float]:
+        """This component's metrics from a table row, in the units they declare."""
+        raise NotImplementedError
+
+    def table(self, context: EvalContext) -> Iterator[tuple[dict, dict[str, float]]]:
+        """Every measured arch, one per table row, with this component's metrics: the
+        :class:`nasforge.benchmark.Tabular` protocol that ``nasforge bench-search`` reads."""
+        table = self._table(context)
+        dataset, bench_file = self.options["dataset"], self.options.get("bench_file")
+        for link, ops, key in nbg.measured_archs(dataset, bench_file):
+            yield {"link": list(link), "ops": list(ops)}, self._metrics(table[key])
+
 
 class NasBenchGraphAccuracy(_TableLookup, Estimator):
     """Validation and test accuracy (fraction correct) measured by NAS-Bench-Graph."""
@@ -137,22 +150,30 @@ class NasBenchGraphAccuracy(_TableLookup, Estimator):
         "test_acc": Metric("test_acc", "", "maximize", "test accuracy (fraction)"),
     }
 
-    def evaluate(self, arch, context):
-        row = self._row(arch, context)
+    def _metrics(self, row):
         return {"valid_acc": row["valid_perf"], "test_acc": row["perf"]}
+
+    def evaluate(self, arch, context):
+        return self._metrics(self._row(arch, context))
 
 
 class NasBenchGraphCost(_TableLookup, Hardware):
-    """Inference latency and parameter count measured by NAS-Bench-Graph."""
+    """Inference latency and parameter count measured by NAS-Bench-Graph.
 
+    A table look-up: free, so strategies may rank archs they have not evaluated by it.
+    """
+
+    free = True
     METRICS = {
         "latency_ms": Metric("latency_ms", "ms", "minimize", "inference latency"),
         "params_m": Metric("params_m", "M", "minimize", "parameters (millions)"),
     }
 
-    def measure(self, arch, subnet, context):
-        row = self._row(arch, context)
+    def _metrics(self, row):
         return {"latency_ms": row["latency"] * 1000.0, "params_m": row["para"]}
+
+    def measure(self, arch, subnet, context):
+        return self._metrics(self._row(arch, context))
 
 
 @hookimpl

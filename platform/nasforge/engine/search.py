@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 
 from ..config import Plan
 from ..errors import NasforgeError, StudyError
+from ..free_metrics import FreeMetrics, build_sampler
 from ..plugins import Registry
 from .record import StudyRecord
 from .searcher import Progress, StudySearcher
@@ -369,7 +370,13 @@ def _run_tune(
         "search.resources_per_trial.{}",
         "one trial",
     )
-    sampler = plan.strategy.sampler(plan.space, plan.objectives, resume_seed(spec.seed, study))
+    sampler = build_sampler(
+        plan.strategy,
+        plan.space,
+        plan.objectives,
+        resume_seed(spec.seed, study),
+        FreeMetrics(plan, run_dir),
+    )
     record = StudyRecord(study, sampler)
     for number, params in recovered.retry:
         record.enqueue(params, {"retry_of": number})

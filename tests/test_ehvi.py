@@ -1,0 +1,92 @@
+"""Strategy ``ehvi``: its hypervolume arithmetic, and its proposals on NAS-Bench-Graph."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+from test_engine import EXAMPLE
+
+from nasforge.config import parse_experiment, resolve
+from nasforge.ehvi import _ehvi_one_uncertain, _hvi_2d, _non_dominated
+from nasforge.free_metrics import FreeMetrics, build_sampler
+
+
+def brute_force_hv(points: np.ndarray, reference: float = 1.1, grid: int = 400) -> float:
+    xs = (np.arange(grid) + 0.5) / grid * reference
+    gx, gy = np.meshgrid(xs, xs)
+    covered = np.zeros_like(gx, dtype=bool)
+    for x, y in points:
+        covered |= (gx >= x) & (gy >= y)
+    return covered.mean() * reference**2
+
+
+def test_hypervolume_improvement_matches_a_brute_force_grid():
+    rng = np.random.default_rng(0)
+    front = rng.uniform(0, 1, (12, 2))
+    front = front[_non_dominated(front)]
+    candidates = rng.uniform(0, 1.05, (6, 2))
+    gains = _hvi_2d(front, candidates)
+    base = brute_force_hv(front)
+    for point, gain in zip(candidates, gains, strict=True):
+        expected = brute_force_hv(np.vstack([front, point])) - base
+        assert gain == pytest.approx(expected, abs=6e-3)
+    assert (gains >= 0).all()
+
+
+def test_closed_form_ehvi_equals_the_monte_carlo_mean():
+    rng = np.random.default_rng(1)
+    front = rng.uniform(0, 1, (8, 2))
+    front = front[_non_dominated(front)]
+    mu = rng.uniform(0, 1, (5, 2))
+    sigma = np.column_stack([np.zeros(5), rng.uniform(0.05, 0.3, 5)])  # objective 1 uncertain
+    exact = _ehvi_one_uncertain(front, mu, sigma, uncertain=1)
+    draws = mu[None] + sigma[None] * rng.standard_normal((40000, 5, 2))
+    monte_carlo = np.mean([_hvi_2d(front, d) for d in draws], axis=0)
+    np.testing.assert_allclose(exact, monte_carlo, atol=2e-3)
+
+
+def plan_and_free(tmp_path, **options):
+    exp = yaml.safe_load(EXAMPLE.read_text())
+    exp["search"] = {"strategy": "ehvi", "n_trials": 10, "options": options}
+    plan = resolve(parse_experiment(exp))
+    return plan, FreeMetrics(plan, tmp_path)
+
+
+def run(plan, free, n: int, seed: int = 0) -> list[dict]:
+    sampler = build_sampler(plan.strategy, plan.space, plan.objectives, seed, free)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    estimator, context = plan.estimators[0], None
+    from nasforge.sdk import EvalContext
+
+    context = EvalContext(run_dir=free._contexts[0].run_dir)
+    estimator.setup(context)
+    archs = []
+    for _ in range(n):
+        trial = study.ask()
+        arch = plan.space.suggest(trial)
+        archs.append(arch)
+        acc = estimator.evaluate(arch, context)["valid_acc"]
+        study.tell(trial, [acc, free(arch)["latency_ms"]])
+    return archs
+
+
+def test_free_metrics_come_from_the_table_cost_model(tmp_path):
+    plan, free = plan_and_free(tmp_path)
+    assert free.metrics == ("latency_ms", "params_m")
+    arch = plan.space.sample(np.random.default_rng(0))
+    assert free(arch) == plan.hardware[0].measure(arch, None, free._contexts[0])
+
+
+def test_ehvi_spreads_its_initial_design_and_never_repeats_an_arch(tmp_path):
+    plan, free = plan_and_free(tmp_path, n_initial=8, candidates=500, refit_every=3)
+    archs = run(plan, free, 24)
+    keys = [plan.space.key(a) for a in archs]
+    assert len(set(keys)) == len(keys)
+    latencies = sorted(free(a)["latency_ms"] for a in archs[:8])
+    pool = [free(plan.space.sample(np.random.default_rng(i))) for i in range(300)]
+    spread = np.percentile([p["latency_ms"] for p in pool if p], [10, 90])
+    assert latencies[0] <= spread[0] and latencies[-1] >= spread[1]  # both ends covered
+    again = run(plan_and_free(tmp_path, n_initial=8, candidates=500, refit_every=3)[0], free, 24)
+    assert [plan.space.key(a) for a in again] == keys  # deterministic by seed
