@@ -5,7 +5,8 @@ random strategy over the Cora table, the study in a PostgreSQL database. Without
 ``--storage`` a throwaway server is started on 127.0.0.1 (``tests/pg_server.py``; Debian's
 ``postgresql`` package); with it, any URL (password from PGPASSWORD). Afterwards the study
 is read back and checked: exactly the requested COMPLETE trials, trial numbers 0..N-1 each
-once, every COMPLETE arch distinct, nothing RUNNING. Prints throughput and the share of the
+once, no arch evaluated twice (a re-proposed arch is a COMPLETE trial answered from the
+first one's record, ``duplicate_of``), nothing RUNNING. Prints throughput and the share of the
 driver's wall time spent in storage calls, then one JSON line.
 
     python benchmarks/bench_storage_load.py [--trials 5000] [--concurrency 4]
@@ -76,14 +77,21 @@ def main() -> None:
         trials = optuna.load_study(study_name="storage_load", storage=url).get_trials()
         states = Counter(t.state for t in trials)
         numbers = sorted(t.number for t in trials)
-        keys = [t.user_attrs["key"] for t in trials if t.state == TrialState.COMPLETE]
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        by_number = {t.number: t for t in trials}
+        evaluated = [t.user_attrs["key"] for t in complete if "duplicate_of" not in t.user_attrs]
+        duplicates = [t for t in complete if "duplicate_of" in t.user_attrs]
         assert states[TrialState.COMPLETE] == args.trials, states
         assert numbers == list(range(len(trials))), "trial numbers not each recorded once"
-        assert len(set(keys)) == len(keys), "an arch completed twice"
+        assert len(set(evaluated)) == len(evaluated), "an arch was evaluated twice"
+        for t in duplicates:  # a re-proposed arch is answered from its first evaluation
+            assert by_number[t.user_attrs["duplicate_of"]].user_attrs["key"] == t.user_attrs["key"]
         assert states[TrialState.RUNNING] == 0 and states[TrialState.WAITING] == 0, states
         result = {
             "trials": args.trials,
             "recorded": len(trials),
+            "evaluated": len(evaluated),
+            "answered_from_cache": len(duplicates),
             "failed": states[TrialState.FAIL],
             "concurrency": args.concurrency,
             "wall_s": round(summary.wall_s, 1),
