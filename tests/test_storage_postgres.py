@@ -112,14 +112,14 @@ def test_a_database_restart_mid_search_is_waited_out(tmp_path, postgres, postgre
     once, nothing left RUNNING."""
     log = tmp_path / "evaluations.log"
     exp = faulty(
-        experiment(n_trials=24, strategy="random", batch_size=2, storage=postgres_db),
-        delay_s=0.1,
+        experiment(n_trials=32, strategy="random", batch_size=2, storage=postgres_db),
+        delay_s=0.4,  # slow enough that the restart lands mid-search
         log_file=str(log),
     )
     command, _ = start_driver(tmp_path, exp)
     driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: count_complete(postgres_db) >= 6, 120, "6 complete trials")
+        wait_for(lambda: count_complete(postgres_db) >= 8, 120, "8 complete trials")
         postgres.restart(down_s=3)
         _, err = driver.communicate(timeout=300)
     finally:
@@ -127,7 +127,7 @@ def test_a_database_restart_mid_search_is_waited_out(tmp_path, postgres, postgre
     assert driver.returncode == 0, err[-3000:]
     assert "unreachable" in err and "is back" in err, err[-3000:]
     states = Counter(t.state for t in study_trials(postgres_db))
-    assert states[TrialState.COMPLETE] == 24
+    assert states[TrialState.COMPLETE] == 32
     assert states[TrialState.RUNNING] == 0 and states[TrialState.WAITING] == 0
     evaluations = Counter(line.split()[1] for line in log.read_text().splitlines())
     assert max(evaluations.values()) == 1, evaluations.most_common(3)
@@ -138,8 +138,8 @@ def test_a_database_that_stays_down_stops_the_search_clearly_and_loses_nothing(
 ):
     log = tmp_path / "evaluations.log"
     exp = faulty(
-        experiment(n_trials=20, strategy="random", batch_size=2, storage=postgres_db),
-        delay_s=0.1,
+        experiment(n_trials=30, strategy="random", batch_size=2, storage=postgres_db),
+        delay_s=0.4,
         log_file=str(log),
     )
     command, _ = start_driver(tmp_path, exp)
@@ -168,7 +168,7 @@ def test_a_database_that_stays_down_stops_the_search_clearly_and_loses_nothing(
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     trials = study_trials(postgres_db)
-    assert Counter(t.state for t in trials)[TrialState.COMPLETE] == 20
+    assert Counter(t.state for t in trials)[TrialState.COMPLETE] == 30
     assert not any(t.state == TrialState.RUNNING for t in trials)
     evaluations = Counter(line.split()[1] for line in log.read_text().splitlines())
     assert all(evaluations[key] == 1 for key in done_before)
