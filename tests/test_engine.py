@@ -273,7 +273,7 @@ def test_constraints_are_recorded_and_steer_the_front(tmp_path):
     assert report.pareto and all(p["latency_ms"] <= 2 for p in report.pareto)
 
 
-@pytest.mark.parametrize("strategy", ["random", "tpe", "nsga2", "nsga3", "gp"])
+@pytest.mark.parametrize("strategy", ["random", "tpe", "nsga2", "nsga3", "gp", "linas", "ehvi"])
 def test_every_strategy_runs_and_honours_its_seed(tmp_path, strategy):
     """Same seed, same archs: a one-worker search proposes the same sequence twice."""
     runs = []
@@ -282,6 +282,10 @@ def test_every_strategy_runs_and_honours_its_seed(tmp_path, strategy):
         exp["search"]["options"] = {"population_size": 4} if strategy.startswith("nsga") else {}
         if strategy in ("tpe", "gp"):
             exp["search"]["options"] = {"n_startup_trials": 4}
+        if strategy == "linas":
+            exp["search"]["options"] = {"population": 4, "inner_evals": 200}
+        if strategy == "ehvi":
+            exp["search"]["options"] = {"n_initial": 4, "candidates": 200}
         run_search(plan_of(exp), tmp_path / str(i), progress=False)
         runs.append([t.user_attrs["arch"] for t in trials_of(tmp_path / str(i))])
     assert runs[0] == runs[1]
