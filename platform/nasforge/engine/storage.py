@@ -54,19 +54,35 @@ def open_storage(url: str, run_dir: Path) -> ReconnectingStorage:
     """Build the Optuna storage object for ``url`` (raising :class:`StudyError` clearly),
     wrapped so that a lost database connection is waited out (see the module doc)."""
     wait_s = _wait_s()
-    deadline: float | None = None
-    delay = 0.5
+    backoff = _Backoff(wait_s)
     while True:
         try:
             return ReconnectingStorage(_open(url, run_dir), url, wait_s)
         except StudyError as exc:
-            now = time.monotonic()
-            deadline = deadline if deadline is not None else now + wait_s
-            if not _is_connection_error(exc) or now + delay > deadline:
+            delay = backoff.next() if _is_connection_error(exc) else None
+            if delay is None:
                 raise
             log.warning("%s; retrying in %.1fs", exc, delay)
             time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+
+
+class _Backoff:
+    """Retry delays after lost connections: 0.5 s doubling to 5 s, for ``wait_s`` seconds
+    counted from the first failure."""
+
+    def __init__(self, wait_s: float):
+        self.wait_s = wait_s
+        self.deadline: float | None = None
+        self.delay = 0.5
+
+    def next(self) -> float | None:
+        """The delay before the next attempt, or ``None`` when the time is up."""
+        now = time.monotonic()
+        self.deadline = self.deadline if self.deadline is not None else now + self.wait_s
+        if now + self.delay > self.deadline:
+            return None
+        delay, self.delay = self.delay, min(self.delay * 2, 5.0)
+        return delay
 
 
 def _wait_s() -> float:
@@ -156,8 +172,7 @@ class ReconnectingStorage(BaseStorage):
     def _call(self, name: str, args: tuple, kwargs: dict) -> Any:
         method = getattr(self.inner, name)
         started = time.perf_counter()
-        deadline: float | None = None
-        delay = 0.5
+        backoff = _Backoff(self.wait_s)
         retried = False
         try:
             while True:
@@ -174,9 +189,8 @@ class ReconnectingStorage(BaseStorage):
                 except Exception as exc:
                     if not _is_connection_error(exc):
                         raise
-                    now = time.monotonic()
-                    deadline = deadline if deadline is not None else now + self.wait_s
-                    if now + delay > deadline:
+                    delay = backoff.next()
+                    if delay is None:
                         raise StudyError(
                             f"lost the connection to study storage {mask_url(self.url)} and "
                             f"it did not come back within {self.wait_s:g}s "
@@ -191,7 +205,6 @@ class ReconnectingStorage(BaseStorage):
                     )
                     self._reset_connections()
                     time.sleep(delay)
-                    delay = min(delay * 2, 5.0)
                     retried = True
         finally:
             self.busy_s += time.perf_counter() - started
