@@ -35,6 +35,17 @@ def cluster_env(cluster: MultiNodeCluster) -> dict[str, str]:
     return {**os.environ, "RAY_ADDRESS": cluster.address, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
+def start_nasforge(cluster: MultiNodeCluster, command: str, path: Path, stderr) -> subprocess.Popen:
+    """``nasforge COMMAND PATH`` as a driver joining the cluster, its output piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "nasforge.cli", command, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        env=cluster_env(cluster),
+    )
+
+
 def count_complete(db: Path) -> int:
     if not db.exists():
         return 0
@@ -66,13 +77,7 @@ def test_a_worker_node_killed_mid_search_still_ends_with_the_requested_trials(tm
     exp["run_dir"] = str(tmp_path / "run")
     path = tmp_path / "exp.yaml"
     path.write_text(json.dumps(exp))
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "nasforge.cli", "search", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cluster_env(cluster),
-    )
+    driver = start_nasforge(cluster, "search", path, stderr=subprocess.PIPE)
     try:
         wait_for(lambda: count_complete(tmp_path / "run" / "study.db") >= 6, 180,
                  "6 complete trials", driver)  # fmt: skip
@@ -102,13 +107,7 @@ def test_training_resumes_from_its_checkpoint_when_a_worker_node_dies_mid_epoch(
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(exp))
     metrics = tmp_path / "run" / "supernet" / "metrics.jsonl"
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "nasforge.cli", "train", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=cluster_env(cluster),
-    )
+    driver = start_nasforge(cluster, "train", path, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 1, 300,
                  "the first epoch", driver)  # fmt: skip
