@@ -63,6 +63,19 @@ def _to_json_value(value: Any) -> Any:
     return value
 
 
+def _same_key(value: Any) -> tuple[Any, Any]:
+    """A key under which JSON values are equal exactly when :func:`_same` says so (``True``
+    apart from ``1``, ``1`` equal to ``1.0``, lists and tuples element-wise); hashable
+    unless ``value`` holds a mapping."""
+    if isinstance(value, list | tuple):
+        return (list, tuple(map(_same_key, value)))
+    if isinstance(value, bool):
+        return (bool, value)
+    if isinstance(value, int | float):
+        return (float, value)
+    return (type(value), value)
+
+
 class Dimension(ABC):
     """One key of an arch.
 
@@ -141,6 +154,12 @@ class Categorical(Dimension):
         self._optuna_choices = (
             self.choices if self._primitive else [json.dumps(c) for c in self.choices]
         )
+        # a choice is found by one dict look-up: index runs for every key of every arch
+        # validated, hashed or encoded (choices holding mappings are scanned instead)
+        try:
+            self._positions: dict | None = {_same_key(c): i for i, c in enumerate(self.choices)}
+        except TypeError:
+            self._positions = None
 
     def values(self, arch):
         return list(self.choices)
@@ -149,9 +168,17 @@ class Categorical(Dimension):
         return len(self.choices)
 
     def index(self, value: Any) -> int:
-        for i, c in enumerate(self.choices):
-            if _same(c, _to_json_value(value)):
-                return i
+        value = _to_json_value(value)
+        try:
+            position = self._positions.get(_same_key(value)) if self._positions else None
+        except TypeError:  # a mapping inside: never one of hashable choices
+            position = None
+        if position is not None:
+            return position
+        if self._positions is None:
+            for i, c in enumerate(self.choices):
+                if _same(c, value):
+                    return i
         raise ArchError(f"{self.name}: {value!r} is not one of {self.choices}")
 
     def sample(self, rng, arch):
