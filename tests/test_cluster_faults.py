@@ -99,9 +99,9 @@ def test_a_worker_node_killed_mid_search_still_ends_with_the_requested_trials(tm
 
 
 def test_training_resumes_from_its_checkpoint_when_a_worker_node_dies_mid_epoch(tmp_path, cluster):
-    """2 Ray Train workers, one per node; node 1 dies during epoch 2. Ray Train restarts the
-    worker group once a replacement node joins, the trainer resumes from the epoch-1
-    checkpoint, and every epoch appears once in the metrics."""
+    """2 Ray Train workers, one per node; node 1 dies during epoch 2 (or 3). Ray Train
+    restarts the worker group once a replacement node joins, the trainer resumes from the
+    last checkpoint, and every epoch appears once in the metrics."""
     exp = tiny_experiment(tmp_path / "run", epochs=3, num_workers=2)
     exp["train"]["max_retries"] = 2
     path = tmp_path / "exp.yaml"
@@ -111,13 +111,16 @@ def test_training_resumes_from_its_checkpoint_when_a_worker_node_dies_mid_epoch(
     try:
         wait_for(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 1, 300,
                  "the first epoch", driver)  # fmt: skip
-        time.sleep(0.5)  # into epoch 2
-        cluster.kill_node(1)
+        cluster.kill_node(1)  # epoch 2 starts as soon as epoch 1 is checkpointed
+        # the node must die mid-training, not after the last epoch
+        logged_at_kill = len(metrics.read_text().splitlines())
+        running_at_kill = driver.poll() is None
         time.sleep(2)
         cluster.add_node()
         out, _ = driver.communicate(timeout=400)
     finally:
         driver.kill()
+    assert running_at_kill and logged_at_kill < 3, out[-3000:]
     assert driver.returncode == 0, out[-3000:]
     epochs = [int(json.loads(x)["epoch"]) for x in metrics.read_text().splitlines()]
     assert epochs == [1, 2, 3], out[-3000:]
