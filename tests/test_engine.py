@@ -173,7 +173,7 @@ def kill_driver_and_rerun(tmp_path: Path, env: dict[str, str] | None = None) -> 
     arch evaluated again. ``env``: the drivers' environment (test_cluster_faults runs it on
     a multi-node cluster)."""
     log = tmp_path / "evaluations.log"
-    exp = faulty(experiment(n_trials=36, strategy="random", batch_size=2), delay_s=0.15,
+    exp = faulty(experiment(n_trials=24, strategy="random", batch_size=2), delay_s=0.15,
                  log_file=str(log))  # fmt: skip
     exp["run_dir"] = str(tmp_path / "run")
     path = tmp_path / "exp.yaml"
@@ -205,7 +205,7 @@ def kill_driver_and_rerun(tmp_path: Path, env: dict[str, str] | None = None) -> 
     assert "orphaned trials retried" in rerun.stdout
     trials = trials_of(tmp_path / "run")
     states = Counter(t.state for t in trials)
-    assert states[TrialState.COMPLETE] == 36
+    assert states[TrialState.COMPLETE] == 24
     assert states[TrialState.RUNNING] == 0 and states[TrialState.WAITING] == 0
     orphans = [t for t in trials if t.user_attrs.get("error", "").startswith("orphaned")]
     assert orphans and all(before[t.number].state == TrialState.RUNNING for t in orphans)
