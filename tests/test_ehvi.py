@@ -90,3 +90,28 @@ def test_ehvi_spreads_its_initial_design_and_never_repeats_an_arch(tmp_path):
     assert latencies[0] <= spread[0] and latencies[-1] >= spread[1]  # both ends covered
     again = run(plan_and_free(tmp_path, n_initial=8, candidates=500, refit_every=3)[0], free, 24)
     assert [plan.space.key(a) for a in again] == keys  # deterministic by seed
+
+
+def test_extreme_steps_search_around_the_most_accurate_archs(tmp_path):
+    """Every third proposal after the initial design is a neighbour or a recombination of
+    the 3 most accurate archs so far: each gene one of theirs, at most one gene re-drawn."""
+    plan, free = plan_and_free(
+        tmp_path, n_initial=6, candidates=300, refit_every=2, extreme_every=3, extreme_centres=3
+    )
+    archs = run(plan, free, 21)
+    estimator = plan.estimators[0]
+    from nasforge.sdk import EvalContext
+
+    context = EvalContext(run_dir=free._contexts[0].run_dir)
+    accuracy = [estimator.evaluate(a, context)["valid_acc"] for a in archs]
+    checked = 0
+    for n in range(6, 21):
+        if (n - 6 + 1) % 3:  # not an extreme step
+            continue
+        best = np.argsort(-np.asarray(accuracy[:n]), kind="stable")[:3]
+        centres = [plan.space.to_params(archs[i]) for i in best]
+        proposed = plan.space.to_params(archs[n])
+        foreign = [k for k, v in proposed.items() if all(c.get(k) != v for c in centres)]
+        assert len(foreign) <= 1, (n, proposed, centres)
+        checked += 1
+    assert checked == 5

@@ -413,3 +413,20 @@ def test_nasbench_graph_canonical_is_idempotent_and_inside_the_space():
         canon = space.canonical(space.sample(seed))
         assert space.canonical(canon) == canon
         assert space.contains(canon)
+
+
+def test_a_choice_is_found_by_json_equality_keeping_booleans_apart_from_numbers():
+    """``index`` (a dict look-up) agrees with the space's equality: True is not 1, 1 is
+    1.0, a tuple equals the list, numpy scalars are plain numbers; a mapping choice works."""
+    dim = Categorical("x", [1, True, "a", [1, 2], [True, 2], None])
+    assert dim.index(True) == 1 and dim.index(1) == 0 and dim.index(1.0) == 0
+    assert dim.index(np.int64(1)) == 0 and dim.index(np.bool_(True)) == 1
+    assert dim.index((1, 2)) == 3 and dim.index([1.0, 2]) == 3 and dim.index([True, 2]) == 4
+    assert dim.index(None) == 5 and dim.index("a") == 2
+    for bad in (False, 2, "b", [1], [1, 2, 3], {"a": 1}, [[1], 2]):
+        with pytest.raises(ArchError, match=r"x: .* is not one of"):
+            dim.index(bad)
+    nested = Categorical("cfg", [{"k": 3}, {"k": 5}])  # mappings: compared one by one
+    assert nested.index({"k": 5}) == 1
+    with pytest.raises(ArchError):
+        nested.index({"k": 7})

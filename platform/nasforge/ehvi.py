@@ -13,9 +13,11 @@ Each proposal:
    (random without free metrics).
 2. **Model**: a Gaussian process per predicted objective (``predictor``, any registered
    predictor with uncertainty) on the space's one-hot ``encode`` of every evaluated arch.
-3. **Candidates**: a pool of random unseen archs (``candidates``) plus the one-gene
-   neighbours of the current front, refreshed as the front moves; never an arch evaluated
-   or already handed out in this run.
+3. **Candidates**: a pool of random unseen archs (``candidates``, re-drawn as the model is
+   refitted) plus, around the *centres* — the archs of the current front — their one-gene
+   neighbours and ``children`` recombinations (each gene from a random centre, one gene in
+   ``len(genes)`` re-drawn, as in an evolutionary search); never an arch evaluated or
+   already handed out in this run.
 4. **Acquisition**: the expected hypervolume improvement of each candidate over the front
    of evaluated archs, in objectives scaled to [0, 1] (reference point 1.1). With two
    objectives of which one is predicted, it is exact in closed form: the improvement is
@@ -25,6 +27,12 @@ Each proposal:
    is expected improvement; with more than two, ParEGO's random Chebyshev scalarisations.
    Archs handed out but not yet finished enter the front at their predicted mean (the
    "kriging believer"), so parallel proposals spread out.
+5. **Extreme steps** (every ``extreme_every``-th proposal): the centres are the
+   ``extreme_centres`` archs best in the predicted objective, the candidates only their
+   neighbours and recombinations, and the score that objective's expected improvement —
+   a local search at the front's accurate end, where hypervolume is won last and where
+   the model, flat among good archs, ranks worst. With one objective, the centres are
+   always the best archs.
 
 The sampler hands each trial one whole arch (through ``sample_independent``), so the study,
 the dashboard, resume and the Ray fan-out work as with any Optuna sampler.
@@ -32,6 +40,7 @@ the dashboard, resume and the Ray fan-out work as with any Optuna sampler.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -66,6 +75,18 @@ class EHVIOptions(BaseModel):
         ge=0,
         description="every N-th proposal improves the predicted objective alone "
         "(the front's best end, where hypervolume is won last); 0: never",
+    )
+    extreme_centres: int = Field(
+        5,
+        ge=1,
+        description="the extreme steps choose among the neighbours and recombinations of "
+        "this many archs best in the predicted objective",
+    )
+    children: int = Field(
+        300,
+        ge=0,
+        description="recombinations of the current centres (the front's archs; on extreme "
+        "steps the best in the predicted objective) added to the candidates per proposal",
     )
     refit_every: int = Field(
         5,
@@ -120,7 +141,8 @@ class EHVISampler(optuna.samplers.BaseSampler):
         self._initial: list[Arch] = []
         self._models: dict[int, Any] = {}
         self._rows: dict[str, list[float] | None] = {}
-        self._expanded: set[str] = set()
+        self._around: dict[str, list[str]] = {}  # centre's key -> its neighbours' keys
+        self._keys: dict[str, str] = {}  # an arch's JSON -> its canonical key
         self._asked = 0
         self._neighbourhood: set[str] = set()
         self._refreshed_at = 0
@@ -229,6 +251,14 @@ class EHVISampler(optuna.samplers.BaseSampler):
         logs = np.log([max(values.get(m, 1e-12), 1e-12) for m in self.free.metrics])
         return (logs - self._cost_scale[0]) / self._cost_scale[1]
 
+    def _key(self, arch: Arch) -> str:
+        """``space.key(arch)``, cached: the pool re-draws the same archs many times."""
+        raw = json.dumps(arch)
+        key = self._keys.get(raw)
+        if key is None:
+            key = self._keys[raw] = self.space.key(arch)
+        return key
+
     def _fill_pool(self, extra: Sequence[Arch] = ()) -> None:
         """Top the pool up with random unseen archs (and ``extra``), measurable ones only."""
         attempts = 0
@@ -236,31 +266,54 @@ class EHVISampler(optuna.samplers.BaseSampler):
         pending = list(extra)
         while (len(self._pool) < want or pending) and attempts < 20 * want:
             attempts += 1
-            arch = pending.pop() if pending else self.space.sample(self.rng)
-            key = self.space.key(arch)
-            if key in self._handed or key in self._pool:
-                continue
+            extra = bool(pending)
+            arch = pending.pop() if extra else self.space.sample(self.rng)
+            key = self._key(arch)
+            if key in self._handed or (key in self._pool and not extra):
+                continue  # (an extra arch stands for its class: proposed as generated)
             if self._free_row(arch, key) is None:  # no table entry / not measurable: skip
                 continue
             self._pool[key] = arch
+
+    def _choices(self, name: str) -> list[Any]:
+        """The values Optuna parameter ``name`` can take (none if not seen yet)."""
+        distribution = self._distributions.get(name)
+        if isinstance(distribution, CategoricalDistribution):
+            return list(distribution.choices)
+        if isinstance(distribution, IntDistribution):
+            return list(range(distribution.low, distribution.high + 1, distribution.step))
+        return []
 
     def _neighbours(self, arch: Arch) -> list[Arch]:
         """Archs one parameter away from ``arch``."""
         params = self.space.to_params(arch)
         out = []
         for name, value in params.items():
-            distribution = self._distributions.get(name)
-            if isinstance(distribution, CategoricalDistribution):
-                choices = list(distribution.choices)
-            elif isinstance(distribution, IntDistribution):
-                choices = list(range(distribution.low, distribution.high + 1, distribution.step))
-            else:
-                continue
-            for choice in choices:
+            for choice in self._choices(name):
                 if choice != value:
                     neighbour = self._arch_of({**params, name: choice})
                     if neighbour is not None:
                         out.append(neighbour)
+        return out
+
+    def _children(self, parents: Sequence[Arch], n: int) -> list[Arch]:
+        """``n`` archs recombined from ``parents``: each parameter from a random parent,
+        then one parameter in ``len(params)`` re-drawn at random."""
+        if len(parents) < 2 or n == 0:
+            return []
+        params = [self.space.to_params(a) for a in parents]
+        names = list(params[0])
+        out = []
+        for _ in range(n):
+            child = {}
+            for name in names:
+                child[name] = params[int(self.rng.integers(len(params)))].get(name)
+                choices = self._choices(name)
+                if choices and self.rng.random() < 1 / len(names):
+                    child[name] = choices[int(self.rng.integers(len(choices)))]
+            arch = self._arch_of(child)
+            if arch is not None:
+                out.append(arch)
         return out
 
     def _next(self, study: optuna.Study) -> Arch | None:
@@ -274,15 +327,34 @@ class EHVISampler(optuna.samplers.BaseSampler):
             # would leave most of a large space unseen for the whole run
             self._pool = {k: a for k, a in self._pool.items() if k in self._neighbourhood}
             self._refreshed_at = len(keys)
-        fresh = [keys[i] for i in np.flatnonzero(front) if keys[i] not in self._expanded]
-        self._expanded.update(fresh)  # each front arch's neighbours join the pool once
+        uncertain = [i for i, e in enumerate(self.exact) if not e]
+        self._asked += 1
+        every = self.options.extreme_every
+        extreme = bool(every and uncertain and self._asked % every == 0)
+        if uncertain and (extreme or len(self.objectives) == 1):
+            # around the archs best in the predicted objective
+            order = np.argsort(values[:, uncertain[0]], kind="stable")
+            centres = [keys[i] for i in order[: self.options.extreme_centres]]
+        else:  # around the front
+            centres = [keys[i] for i in np.flatnonzero(front)]
+        fresh = [k for k in centres if k not in self._around]
         by_key = dict(zip(keys, archs, strict=True))
-        neighbours = [n for k in fresh for n in self._neighbours(by_key[k])]
-        self._neighbourhood.update(self.space.key(n) for n in neighbours)
-        self._fill_pool(neighbours)
+        neighbours = []
+        for k in fresh:  # each centre's neighbours join the pool once
+            around = self._neighbours(by_key[k])
+            self._around[k] = [self._key(n) for n in around]
+            neighbours += around
+        self._neighbourhood.update(self._key(n) for n in neighbours)
+        children = self._children([by_key[k] for k in centres], self.options.children)
+        self._fill_pool(neighbours + children)
         if not self._pool:
             return None
         pool_keys = list(self._pool)
+        if extreme:
+            local = {n for k in centres for n in self._around[k]}
+            local = (local | {self._key(c) for c in children}) & self._pool.keys()
+            if local:
+                pool_keys = [k for k in pool_keys if k in local]
         pool_archs = [self._pool[k] for k in pool_keys]
         exact = np.asarray(
             [self._free_row(a, k) for k, a in zip(pool_keys, pool_archs, strict=True)], dtype=float
@@ -306,10 +378,7 @@ class EHVISampler(optuna.samplers.BaseSampler):
             mean[:, i], std[:, i] = model.predict_with_std(Xc)
             if running:
                 believers[:, i] = model.predict(np.stack([self._code(k, a) for k, a in running]))
-        self._asked += 1
-        uncertain = [i for i, e in enumerate(self.exact) if not e]
-        every = self.options.extreme_every
-        if every and uncertain and len(self.objectives) > 1 and self._asked % every == 0:
+        if extreme:
             # the front's predicted end: expected improvement of that objective alone
             i = uncertain[0]
             known = np.concatenate([values[:, i], believers[:, i]])
