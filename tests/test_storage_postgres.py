@@ -107,7 +107,7 @@ def test_the_password_comes_from_the_environment_and_is_never_shown(
 
 
 def test_a_database_restart_mid_search_is_waited_out(tmp_path, postgres, postgres_db):
-    """The server restarts (down 3 s) while trials are in flight: the search waits,
+    """The server restarts (down 6 s) while trials are in flight: the search waits,
     reconnects and ends with exactly the requested COMPLETE trials, each arch evaluated
     once, nothing left RUNNING."""
     log = tmp_path / "evaluations.log"
@@ -120,7 +120,9 @@ def test_a_database_restart_mid_search_is_waited_out(tmp_path, postgres, postgre
     driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: count_complete(postgres_db) >= 8, 120, "8 complete trials")
-        postgres.restart(down_s=3)
+        postgres.restart(
+            down_s=6
+        )  # long enough that the driver itself needs the database meanwhile
         _, err = driver.communicate(timeout=300)
     finally:
         driver.kill()
