@@ -566,8 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", help="experiment YAML file (its objectives must be tabular)")
     p.add_argument(
         "--strategies",
-        default="random,tpe,nsga2",
-        help="registered strategy names, comma-separated (default random,tpe,nsga2)",
+        default="ehvi,tpe,random",
+        help="registered strategy names, comma-separated (default ehvi,tpe,random)",
     )
     seeds = p.add_mutually_exclusive_group()
     seeds.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
