@@ -343,8 +343,8 @@ class EHVISampler(optuna.samplers.BaseSampler):
         for k in fresh:  # each centre's neighbours join the pool once
             around = self._neighbours(by_key[k])
             self._around[k] = [self._key(n) for n in around]
+            self._neighbourhood.update(self._around[k])
             neighbours += around
-        self._neighbourhood.update(self._key(n) for n in neighbours)
         children = self._children([by_key[k] for k in centres], self.options.children)
         self._fill_pool(neighbours + children)
         if not self._pool:
