@@ -85,3 +85,19 @@ def test_latency_lut_median_error_is_at_most_10_percent(tmp_path):
 def test_5000_trials_with_4_concurrent_against_postgres_are_each_recorded_once():
     result = run_benchmark("bench_storage_load.py", "--trials", "5000", "--concurrency", "4")
     assert result["recorded"] == 5000 and result["failed"] == 0, result
+
+
+def test_single_objective_ceiling_of_nas_bench_graph_pubmed():
+    """The measurements the issue-5 single-objective target is judged against (RESULTS.md):
+    a handful of archs within 0.3 points of the best, small hill-climbing basins, and no
+    predictor fitted on 1,000 random archs that proposes one in 8 of 10 seeds."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "gnn_nasbench_cora.yaml"
+    result = run_benchmark(
+        "bench_table_ceiling.py", str(example), "--space-option", "dataset=pubmed",
+        "--fitted-on", "100,1000",
+    )  # fmt: skip
+    assert result["archs"] == 26206 and result["within_tolerance"] == 3, result
+    assert result["random_hit_probability"] < 0.02, result
+    assert result["hill_climb_hit_fraction"] < 0.2, result
+    hits = result["gbt_top100_hit_seeds"]
+    assert all(int(h.split("/")[0]) < 8 for h in hits.values()), result
