@@ -63,6 +63,18 @@ def test_shapes_dtypes_and_normalisation(factory, options, shape):
     assert torch.allclose(x.std(channel_axes), torch.ones(shape[0]), atol=1e-3)
 
 
+def test_digits_are_scikit_learns_read_without_importing_sklearn_datasets():
+    from sklearn.datasets import load_digits
+
+    from nasforge_cnn.data import _digits
+
+    pixels, labels = _digits()
+    expected = load_digits()
+    assert np.array_equal(pixels, expected.data) and np.array_equal(labels, expected.target)
+    raw = DigitsTask(resolution=8, channels=1).load_raw()
+    assert np.allclose(raw.x[:, 0], expected.images / 16.0) and np.array_equal(raw.y, labels)
+
+
 def test_digits_split_is_stratified_by_val_fraction():
     task = DigitsTask(val_fraction=0.25, resolution=8)
     (_, y_train), (_, y_val) = task.arrays("train"), task.arrays("val")

@@ -461,3 +461,26 @@ def test_check_lut_reports_rows_and_writes_csv(tmp_path):
     assert lines[0] == "arch,predicted_ms,measured_ms,remeasured_ms,abs_pct_error"
     assert len(lines) == 4
     assert (tmp_path / "hw" / "latency_lut.json").is_file()
+
+
+def test_hardware_models_do_not_import_ray_tune():
+    """Every Ray Train worker imports the hardware models; Ray Tune takes seconds to import
+    and only the search driver and its trials need it."""
+    code = (
+        "import sys, nasforge_hw.base\n"
+        "from nasforge.engine import worker\n"
+        "assert 'ray.tune' not in sys.modules, 'ray.tune was imported'\n"
+        "from nasforge.engine import run_search\n"
+        "assert 'ray.tune' in sys.modules\n"
+    )
+    plugins = str(Path(nasforge_hw.plugin.__file__).parents[1])
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([plugins, os.environ.get("PYTHONPATH", "")]),
+        },
+    )
+    assert result.returncode == 0, result.stderr

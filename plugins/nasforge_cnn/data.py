@@ -14,6 +14,7 @@ augmentations defined here (:func:`random_shift`, :func:`random_hflip`,
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import random
@@ -394,15 +395,13 @@ class DigitsTask(InMemoryTask):
 
     def load_raw(self) -> RawData:
         """The digits scaled to [0, 1], resized and copied to ``channels`` channels."""
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()
-        images = torch.from_numpy(digits.images.astype(np.float32) / 16.0)[:, None]
+        pixels, labels = _digits()
+        images = torch.from_numpy(pixels.reshape(-1, 8, 8).astype(np.float32) / 16.0)[:, None]
         side = self.config.resolution
         if side != images.shape[-1]:
             images = F.interpolate(images, size=(side, side), mode="bilinear", align_corners=False)
         images = images.expand(-1, self.config.channels, -1, -1)
-        return RawData(images.numpy().copy(), digits.target.astype(np.int64))
+        return RawData(images.numpy().copy(), labels.astype(np.int64))
 
     def random_transform(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Random translation, rotation and zoom per image; borders filled with background."""
@@ -732,3 +731,22 @@ class NpzTask(InMemoryTask):
         """Random shift with zero (raw) padding, then (with ``hflip``) a random mirror."""
         x = random_shift(x, self.config.pad, generator, fill=self.raw_zero())
         return random_hflip(x, generator) if self.config.hflip else x
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits: 1,797 rows of 64 pixel values (0-16) and their labels.
+
+    Read straight from the CSV that scikit-learn ships, as ``load_digits`` does: importing
+    ``sklearn.datasets`` costs seconds, paid in every training worker. Falls back to
+    ``load_digits`` where the file is not found.
+    """
+    spec = importlib.util.find_spec("sklearn")
+    origin = Path(spec.origin).parent if spec and spec.origin else None
+    path = origin / "datasets" / "data" / "digits.csv.gz" if origin else None
+    if path is None or not path.is_file():
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        return digits.data, digits.target
+    table = np.loadtxt(path, delimiter=",")
+    return table[:, :-1], table[:, -1].astype(np.int64)

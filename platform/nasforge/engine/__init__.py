@@ -9,6 +9,17 @@
 - :mod:`.search` runs a search phase: locking the run, resuming the study, launching Tune.
 """
 
-from .search import SearchSummary, run_search
+from typing import Any
 
 __all__ = ["SearchSummary", "run_search"]
+
+
+def __getattr__(name: str) -> Any:
+    """``run_search`` and ``SearchSummary`` on first use: importing a submodule such as
+    :mod:`.worker` (as hardware plugins do in every Ray worker) must not import Ray Tune,
+    which :mod:`.search` needs and which takes seconds to import."""
+    if name in __all__:
+        from . import search
+
+        return getattr(search, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
