@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from nasforge.benchmark import ground_truth
-from nasforge.cli import _key_values
+from nasforge.cli import parse_key_values
 from nasforge.config import load_experiment, resolve
-from nasforge.free_metrics import arch_of
+from nasforge.free_metrics import neighbours
 from nasforge.predictors import build_predictor
 from nasforge.sdk import Objective
 
@@ -50,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
 
     experiment = load_experiment(args.experiment)
-    experiment.space.options.update(_key_values(args.space_option, "--space-option"))
+    experiment.space.options.update(parse_key_values(args.space_option, "--space-option"))
     plan = resolve(experiment)
     space = plan.space
     with tempfile.TemporaryDirectory() as run_dir:
@@ -115,19 +115,10 @@ class _Neighbourhoods:
 
     def __getitem__(self, key: str) -> list[str]:
         if key not in self._found:
-            params = self.space.to_params(json.loads(key))
-            found = set()
-            for name, values in self.choices.items():
-                for value in values:
-                    if value == params[name]:
-                        continue
-                    try:
-                        other = self.space.key(arch_of(self.space, {**params, name: value}))
-                    except Exception:  # not an arch of the space
-                        continue
-                    if other in self.accuracy and other != key:
-                        found.add(other)
-            self._found[key] = sorted(found)
+            around = {
+                self.space.key(a) for a in neighbours(self.space, json.loads(key), self.choices)
+            }
+            self._found[key] = sorted(k for k in around if k in self.accuracy and k != key)
         return self._found[key]
 
 

@@ -233,7 +233,7 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
-def _key_values(items: list[str], flag: str) -> dict[str, Any]:
+def parse_key_values(items: list[str], flag: str) -> dict[str, Any]:
     """``KEY=VALUE`` pairs, each value read as JSON when it parses (``5``, ``true``,
     ``[1, 2]``) and as a string otherwise."""
     out: dict[str, Any] = {}
@@ -266,7 +266,7 @@ def cmd_bench_search(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     experiment = load_experiment(args.experiment)
-    overrides = _key_values(args.space_option, "--space-option")
+    overrides = parse_key_values(args.space_option, "--space-option")
     experiment.space.options.update(overrides)
     try:
         plan = resolve(experiment)
@@ -288,7 +288,7 @@ def cmd_bench_search(args: argparse.Namespace) -> int:
             name, dot, rest = item.partition(".")
             if not dot:
                 raise NasforgeError(f"--strategy-option: expected NAME.KEY=VALUE, got {item!r}")
-            options.setdefault(name, {}).update(_key_values([rest], "--strategy-option"))
+            options.setdefault(name, {}).update(parse_key_values([rest], "--strategy-option"))
         names = [n for n in args.strategies.split(",") if n]
         strategies = build_strategies(plan, names, options)
         suffix = "".join(f"-{k}-{v}" for k, v in overrides.items())  # dataset=x: -dataset-x

@@ -51,7 +51,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel, ConfigDict, Field
 
-from .free_metrics import FreeMetrics, arch_of
+from .free_metrics import FreeMetrics, arch_of, neighbours
 from .sdk import Objective, Strategy
 from .space import Arch, SearchSpace
 
@@ -285,16 +285,9 @@ class EHVISampler(optuna.samplers.BaseSampler):
         return []
 
     def _neighbours(self, arch: Arch) -> list[Arch]:
-        """Archs one parameter away from ``arch``."""
-        params = self.space.to_params(arch)
-        out = []
-        for name, value in params.items():
-            for choice in self._choices(name):
-                if choice != value:
-                    neighbour = self._arch_of({**params, name: choice})
-                    if neighbour is not None:
-                        out.append(neighbour)
-        return out
+        """Archs one parameter away from ``arch`` (among the values Optuna has seen)."""
+        choices = {name: self._choices(name) for name in self.space.to_params(arch)}
+        return neighbours(self.space, arch, choices)
 
     def _children(self, parents: Sequence[Arch], n: int) -> list[Arch]:
         """``n`` archs recombined from ``parents``: each parameter from a random parent,

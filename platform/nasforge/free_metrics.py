@@ -78,3 +78,22 @@ def arch_of(space: Any, params: Mapping[str, Any]) -> Arch:
     """The arch an Optuna trial with these ``params`` denotes (the engine builds archs
     through ``space.suggest(trial)``; this replays it on fixed params)."""
     return space.suggest(optuna.trial.FixedTrial(dict(params)))
+
+
+def neighbours(
+    space: Any, arch: Mapping[str, Any], choices: Mapping[str, Sequence[Any]]
+) -> list[Arch]:
+    """The archs one Optuna parameter away from ``arch``: each parameter set in turn to each
+    other value ``choices`` lists for it (parameters without choices stay as they are);
+    parameter sets that are no arch of the space are skipped."""
+    params = space.to_params(arch)
+    out = []
+    for name, value in params.items():
+        for choice in choices.get(name, ()):
+            if choice == value:
+                continue
+            try:
+                out.append(arch_of(space, {**params, name: choice}))
+            except Exception:  # params of no arch of the space (incomplete, out of range)
+                continue
+    return out
