@@ -3,19 +3,24 @@
 Loaded through an experiment's ``plugins: [engine_plugins]`` (the test session puts this
 folder on every Ray worker's PYTHONPATH). The estimator ``testing.table`` returns the real
 NAS-Bench-Graph validation/test accuracy, and can also sleep, raise for chosen archs, kill
-its own worker process once, and log every evaluation to a file.
+its own worker process once, and log every evaluation to a file. The strategy
+``testing.locked_random`` builds a sampler that cannot be pickled (it holds a
+``threading.Lock`` and an open file), as Optuna 5.1's NSGA-II sampler cannot.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import tempfile
+import threading
 import time
 from pathlib import Path
 
+import optuna
 from pydantic import BaseModel, ConfigDict
 
-from nasforge import hookimpl
+from nasforge import Strategy, hookimpl
 from nasforge_gnn.plugin import NasBenchGraphAccuracy
 
 #: lifecycle calls seen by this process (the driver): (hook name, detail)
@@ -56,9 +61,36 @@ class FaultyTableAccuracy(NasBenchGraphAccuracy):
         return super().evaluate(arch, context)
 
 
+class LockedRandomSampler(optuna.samplers.RandomSampler):
+    """Random sampling that logs every proposal to an open file under a lock: it works in
+    the driver and cannot be pickled, so it must never reach Ray."""
+
+    def __init__(self, seed=None):
+        super().__init__(seed=seed)
+        self.lock = threading.Lock()
+        self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (lives as long as the sampler)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        with self.lock:
+            self.log.write(f"{trial.number} {param_name}\n")
+        return super().sample_independent(study, trial, param_name, param_distribution)
+
+
+class LockedRandomStrategy(Strategy):
+    """Uniform random sampling through :class:`LockedRandomSampler`."""
+
+    def sampler(self, space, objectives, seed):
+        return LockedRandomSampler(seed=seed)
+
+
 @hookimpl
 def register_estimators(register):
     register("testing.table", FaultyTableAccuracy)
+
+
+@hookimpl
+def register_strategies(register):
+    register("testing.locked_random", LockedRandomStrategy)
 
 
 @hookimpl

@@ -6,8 +6,10 @@ the session's local Ray (2 CPUs).
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import pickle
 import signal
 import sqlite3
 import subprocess
@@ -24,7 +26,9 @@ from optuna.trial import TrialState
 
 from nasforge.config import parse_experiment, resolve
 from nasforge.engine import run_search
-from nasforge.errors import StudyError
+from nasforge.engine.plain import check_plain
+from nasforge.engine.searcher import StudySearcher
+from nasforge.errors import NasforgeError, StudyError
 from nasforge_gnn import nasbench_graph as nbg
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -170,11 +174,12 @@ def test_rerun_resumes_without_rerunning_completed_trials(tmp_path):
 def kill_driver_and_rerun(tmp_path: Path, env: dict[str, str] | None = None) -> None:
     """SIGKILL the driver mid-search; the same command finishes the search: exactly n
     COMPLETE trials, orphaned RUNNING trials failed and their archs retried, no completed
-    arch evaluated again. ``env``: the drivers' environment (test_cluster_faults runs it on
-    a multi-node cluster)."""
+    arch evaluated again. The strategy's sampler cannot be pickled (a lock, an open file).
+    ``env``: the drivers' environment (test_cluster_faults runs it on a multi-node cluster)."""
     log = tmp_path / "evaluations.log"
-    exp = faulty(experiment(n_trials=24, strategy="random", batch_size=2), delay_s=0.15,
-                 log_file=str(log))  # fmt: skip
+    # a sampler holding a lock and an open file: nothing of it may reach Ray's pickles
+    exp = faulty(experiment(n_trials=24, strategy="testing.locked_random", batch_size=2),
+                 delay_s=0.15, log_file=str(log))  # fmt: skip
     exp["run_dir"] = str(tmp_path / "run")
     path = tmp_path / "exp.yaml"
     path.write_text(json.dumps(exp))
@@ -216,6 +221,57 @@ def kill_driver_and_rerun(tmp_path: Path, env: dict[str, str] | None = None) -> 
     # completed archs were not evaluated again by the second driver
     evaluations = Counter(line.split()[1] for line in log.read_text().splitlines())
     assert all(evaluations[key] == 1 for key in done_before)
+
+
+@pytest.mark.smoke
+def test_a_driver_killed_mid_search_resumes_to_exactly_n_trials(tmp_path):
+    kill_driver_and_rerun(tmp_path)
+
+
+class _RecordingUnpickler(pickle.Unpickler):
+    """Unpickles as usual and notes the module of every class the pickle names."""
+
+    def __init__(self, file):
+        super().__init__(file)
+        self.modules: set[str] = set()
+
+    def find_class(self, module, name):
+        self.modules.add(module)
+        return super().find_class(module, name)
+
+
+def test_ray_tune_pickles_plain_counts_of_the_search_and_never_the_sampler(tmp_path):
+    """Tune pickles its searcher into the experiment state: it gets the study's name and
+    counts, nothing of the study, its storage or the (unpicklable) sampler."""
+    exp = experiment(n_trials=8, strategy="testing.locked_random", batch_size=2)
+    run_search(plan_of(exp), tmp_path, progress=False)
+    pickles = sorted((tmp_path / "tune").rglob("*.pkl"))
+    assert pickles, "Ray Tune wrote no experiment state"
+    searchers = []
+    for path in pickles:
+        unpickler = _RecordingUnpickler(io.BytesIO(path.read_bytes()))
+        state = unpickler.load()
+        assert not any(m.split(".")[0] in ("optuna", "sqlalchemy", "_thread") or
+                       m.startswith(("nasforge.engine.record", "nasforge.config"))
+                       for m in unpickler.modules), (path, sorted(unpickler.modules))  # fmt: skip
+        if isinstance(state, dict) and "_tune_config" in state:
+            searchers.append(state["_tune_config"].search_alg)
+    assert searchers and all(isinstance(s, StudySearcher) for s in searchers)
+    searcher = searchers[0]
+    check_plain(vars(searcher), "the pickled searcher")
+    assert searcher.study_name == "engine_test" and searcher.n_trials == 8
+    assert len(pickle.dumps(searcher)) < 2000
+    with pytest.raises(NasforgeError, match="restored from Ray Tune's pickled state"):
+        searcher.suggest("t1")
+
+
+def test_whatever_is_not_plain_data_is_refused_before_ray_sees_it():
+    check_plain({"archs": [{"depth": [2, 3]}], "n": 1.5, "ok": None}, "config")
+    sampler = engine_plugins.LockedRandomSampler(seed=0)
+    with pytest.raises(NasforgeError, match=r"config: search\.sampler is a .*LockedRandomSampler"):
+        check_plain({"search": {"sampler": sampler}}, "config")
+    with pytest.raises(NasforgeError, match=r"config: archs\[1\] is a builtins\.set"):
+        check_plain({"archs": [{}, {1, 2}]}, "config")
 
 
 def test_a_second_driver_on_the_same_run_is_refused(tmp_path):
@@ -282,6 +338,29 @@ SMALL_OPTIONS = {
     "linas": {"population": 4, "inner_evals": 200},
     "ehvi": {"n_initial": 4, "candidates": 200},
 }
+
+
+def test_the_strategies_tested_here_are_every_registered_strategy():
+    from nasforge.plugins import registry
+
+    registered = {n for n in registry().names("strategy") if not n.startswith("testing.")}
+    assert registered == set(SMALL_OPTIONS), "add the new strategy to SMALL_OPTIONS"
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("strategy", sorted(SMALL_OPTIONS))
+def test_every_registered_strategy_searches_through_ray_tune(tmp_path, strategy):
+    """Each strategy proposes, Ray Tune fans out, the study records: 12 COMPLETE trials of
+    12 distinct archs, with both objectives, and a Pareto front."""
+    exp = experiment(n_trials=12, strategy=strategy, concurrency=2, batch_size=2, seed=3)
+    exp["search"]["options"] = SMALL_OPTIONS[strategy]
+    summary = run_search(plan_of(exp), tmp_path, progress=False)
+    trials = trials_of(tmp_path)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert summary.complete == len(complete) == 12 and summary.failed == 0
+    assert all(len(t.values) == 2 for t in complete)
+    evaluated = [t.user_attrs["key"] for t in complete if "duplicate_of" not in t.user_attrs]
+    assert len(evaluated) == len(set(evaluated)) >= 6
 
 
 @pytest.mark.parametrize("strategy", ["tpe", "linas", "ehvi"])

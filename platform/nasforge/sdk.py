@@ -147,7 +147,9 @@ class Strategy(ABC):
     """A search algorithm: builds the Optuna sampler that proposes archs.
 
     The engine records each finished trial's constraint values with
-    ``Trial.set_constraint`` (``<= 0`` feasible), where Optuna's samplers read them.
+    ``Trial.set_constraint`` (``<= 0`` feasible), where Optuna's samplers read them. The
+    sampler lives in the search driver only and is never pickled: it may hold locks, open
+    files or connections (Ray Tune gets plain counts; resume rebuilds from the study).
     """
 
     Options: ClassVar[type[BaseModel] | None] = None

@@ -28,6 +28,7 @@ from ..config import Plan
 from ..errors import NasforgeError, StudyError
 from ..free_metrics import FreeMetrics, build_sampler
 from ..plugins import Registry
+from .plain import check_plain
 from .record import StudyRecord
 from .searcher import Progress, StudySearcher
 from .storage import mask_url, open_storage, storage_url
@@ -406,14 +407,20 @@ def _run_tune(
         on_told=on_told,
     )
     weights, digest = _supernet_weights(plan, run_dir)
+    import ray
+
+    parameters = check_plain(
+        {
+            "experiment": plan.experiment.model_dump(mode="json"),
+            "run_dir": str(run_dir),
+            "weights": weights,
+            "weights_digest": digest,
+        },
+        "the parameters of every search trial",
+        allowed=(ray.ObjectRef,),
+    )
     trainable = tune.with_resources(
-        tune.with_parameters(
-            evaluate_trial,
-            experiment=plan.experiment.model_dump(mode="json"),
-            run_dir=str(run_dir),
-            weights=weights,
-            weights_digest=digest,
-        ),
+        tune.with_parameters(evaluate_trial, **parameters),
         {"cpu": spec.resources_per_trial.cpu, "gpu": spec.resources_per_trial.gpu},
     )
     tuner = tune.Tuner(

@@ -8,6 +8,10 @@ told its values — or marked FAIL with the error — and stored with its arch a
 
 The study, not Tune, is the record: this searcher keeps no state worth checkpointing, so
 :meth:`save_to_dir` does nothing and a restarted driver rebuilds everything from the study.
+Ray Tune pickles its searcher with the experiment state (``tuner.pkl``); what it gets is
+:meth:`StudySearcher.__getstate__`, a few plain counts. The study, its storage and the
+strategy's sampler (which may hold locks, open files, database connections) never leave
+the driver.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from ..config import Plan
+from ..errors import NasforgeError
 from ..pareto import pareto_mask
+from .plain import check_plain
 from .record import StudyRecord
 
 log = logging.getLogger(__name__)
@@ -45,7 +51,8 @@ class StudySearcher(Searcher):
         on_told: Callable[[optuna.Trial, TrialState], None] | None = None,
     ):
         super().__init__()
-        self.record = record
+        self.record: StudyRecord | None = record
+        self.study_name = record.study.study_name
         self.plan = plan
         self.n_trials = n_trials
         self.batch_size = plan.experiment.search.batch_size
@@ -60,6 +67,21 @@ class StudySearcher(Searcher):
         self.values: list[list[float]] = []
         self.gave_up: str | None = None
 
+    #: what a pickled searcher keeps: the counts a user may look at in Tune's experiment state
+    PICKLED = ("study_name", "n_trials", "batch_size", "complete", "failed", "gave_up")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Plain data only, for Ray Tune's experiment state: the study name and counts.
+        The live study, storage and sampler stay in this process; resume reads the study."""
+        state = {name: getattr(self, name) for name in self.PICKLED}
+        state.update(_metric=self._metric, _mode=self._mode)
+        return check_plain(state, "the search's state pickled by Ray Tune")
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A detached searcher: it reports its counts but cannot search (see :meth:`suggest`)."""
+        self.__dict__.update(state)
+        self.record = None
+
     @property
     def pending(self) -> int:
         return sum(len(trials) for trials in self.waiting.values())
@@ -72,6 +94,12 @@ class StudySearcher(Searcher):
         return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.record is None:
+            raise NasforgeError(
+                f"study '{self.study_name}': this searcher was restored from Ray Tune's pickled "
+                "state, which holds no study or sampler; run the same nasforge command again to "
+                "resume from the study"
+            )
         archs: list[dict[str, Any]] = []
         keys: list[str] = []
         numbers: list[int] = []

@@ -32,6 +32,7 @@ from typing import Any
 from ..config import Plan, parse_experiment, resolve
 from ..errors import NasforgeError
 from ..sdk import TrainContext
+from .plain import check_plain
 from .search import RunLock, check_resources, ray_init
 
 log = logging.getLogger(__name__)
@@ -352,12 +353,16 @@ def run_training(plan: Plan, run_dir: Path, *, progress: bool = True) -> TrainSu
         sink = ray.remote(num_cpus=0)(_Sink).options(scheduling_strategy=here).remote()
         trainer = TorchTrainer(
             train_worker,
-            train_loop_config={
-                "experiment": plan.experiment.model_dump(mode="json"),
-                "use_gpu": use_gpu,
-                "sink": sink,
-                "checkpoints": str(folder / "ray" / "train"),
-            },
+            train_loop_config=check_plain(
+                {
+                    "experiment": plan.experiment.model_dump(mode="json"),
+                    "use_gpu": use_gpu,
+                    "sink": sink,
+                    "checkpoints": str(folder / "ray" / "train"),
+                },
+                "Ray Train's train_loop_config",
+                allowed=(ray.actor.ActorHandle,),
+            ),
             torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
             scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
             run_config=RunConfig(
