@@ -1,7 +1,7 @@
 """The ``nasforge`` command line.
 
 ``run`` (train -> search -> report) and the phases alone: ``validate``, ``train``,
-``search``, ``report``, ``export``, ``dashboard``, ``plugins``, ``lut``; ``bench-search``
+``search``, ``report``, ``export``, ``dashboard``, ``plugins``, ``env``, ``lut``; ``bench-search``
 (strategies scored against a tabular space's whole table); on a Ray cluster,
 ``submit`` and ``jobs list|status|logs|stop``. A user error prints one line,
 ``error: <file>: <yaml.path>: <what was expected>``, and exits with status 2.
@@ -389,6 +389,24 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_env(args: argparse.Namespace) -> int:
+    """What a bug report needs (nasforge.environment)."""
+    from .environment import Difference, default_lock, environment_report, format_report
+
+    lock = Path(args.lock) if args.lock else default_lock()
+    report = environment_report(lock)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif args.diff:
+        if lock is None:
+            raise NasforgeError("no lock found: give --lock constraints.txt or set NASFORGE_LOCK")
+        for difference in report["differences"]:
+            print(Difference(**difference))
+    else:
+        print("\n".join(format_report(report)))
+    return 0
+
+
 def _quiet_job_sdk(args: argparse.Namespace) -> None:
     """Ray's loggers (some at INFO of their own) all print through the ``ray`` logger's
     handler, set up when Ray is imported: keep uploads and websocket notes for ``-v``."""
@@ -613,6 +631,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="where to write (default runs/<name>-bench-search)")
     p = add("plugins", cmd_plugins, "list installed plugins and what they register")
     p.add_argument("--json", action="store_true")
+    p = add(
+        "env",
+        cmd_env,
+        "what a bug report needs: versions (and whether each is the locked one), the torch "
+        "build, where Ray and the study storage would connect",
+    )
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--lock", help="the lock to compare with (default: the repository's "
+                   "constraints.txt, or NASFORGE_LOCK)")  # fmt: skip
+    p.add_argument("--diff", action="store_true",
+                   help="print only the installed packages whose version differs from the lock")  # fmt: skip
 
     address_help = (
         "the cluster's job server, http://HOST:8265 (default: RAY_API_SERVER_ADDRESS or "
