@@ -38,6 +38,7 @@ def finished_run(tmp_path_factory, ray_session):
     return cwd, result
 
 
+@pytest.mark.smoke
 def test_run_searches_reports_and_says_where(finished_run):
     cwd, result = finished_run
     assert result.returncode == 0, result.stderr[-3000:]
@@ -57,6 +58,7 @@ def test_running_a_finished_experiment_again_does_nothing_new(finished_run):
     assert "search: 60 complete (60 from before), 0 failed" in again.stdout
 
 
+@pytest.mark.smoke
 def test_export_writes_the_arch_and_metrics(finished_run):
     cwd, _ = finished_run
     pareto = json.loads((cwd / "runs/gnn_nasbench_cora/pareto.json").read_text())

@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+from nasforge.environment import read_lock
+
 REPO = Path(__file__).resolve().parents[1]
 CLUSTERS = REPO / "clusters"
 LAUNCHERS = ["aws.yaml", "gcp.yaml", "local.yaml"]
@@ -73,6 +75,12 @@ def launcher_problems(config: dict[str, Any]) -> list[str]:
     setup = config.get("setup_commands") or []
     if not any(re.search(r"\bpip install\b.*\s-e ~/nasforge\b", c) for c in setup):
         problems.append("setup_commands do not install nasforge (pip install -e ~/nasforge)")
+    elif not any("-c ~/nasforge/constraints.txt" in c for c in setup):
+        problems.append("setup_commands do not install at the locked versions (-c constraints.txt)")
+    locked_ray = str(read_lock(REPO / "constraints.txt")["ray"])
+    for pin in re.findall(r"ray\[[a-z,]+\]==([\w.]+)", " ".join(setup)):
+        if pin != locked_ray:
+            problems.append(f"setup_commands pin ray {pin}, the lock has {locked_ray}")
     head_start = " ".join(config.get("head_start_ray_commands") or [])
     if "--head" not in head_start or not re.search(
         r"--dashboard-host[= ]127\.0\.0\.1\b", head_start
@@ -356,6 +364,11 @@ BROKEN_LAUNCHERS = {
     ),
     "no GPU worker type": _no_gpu,
     "nasforge not installed": _set(["pip install ray"], "setup_commands"),
+    "not at the locked versions": _set(["uv pip install -e ~/nasforge"], "setup_commands"),
+    "another Ray than the lock's": _set(
+        ['uv pip install -e ~/nasforge "ray[default]==2.0.0" -c ~/nasforge/constraints.txt'],
+        "setup_commands",
+    ),
     "public dashboard": _set(
         ["ray start --head --dashboard-host=0.0.0.0"], "head_start_ray_commands"
     ),

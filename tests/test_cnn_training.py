@@ -90,6 +90,7 @@ def trained_run(tmp_path_factory):
     return root / "run", path, result.stdout
 
 
+@pytest.mark.smoke
 def test_sandwich_training_reports_every_epoch_and_leaves_loadable_weights(trained_run):
     run_dir, path, stdout = trained_run
     assert "train: epoch 1/2" in stdout and "train: epoch 2/2" in stdout
@@ -124,6 +125,7 @@ def test_a_changed_training_recipe_is_refused_in_the_same_run_dir(trained_run, t
     assert "trained with a different space, task or trainer" in result.stderr
 
 
+@pytest.mark.smoke
 def test_search_scores_subnets_of_the_trained_supernet(trained_run):
     run_dir, _path, stdout = trained_run
     assert "search: 6 complete, 0 failed" in stdout
@@ -139,6 +141,7 @@ def test_search_scores_subnets_of_the_trained_supernet(trained_run):
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+@pytest.mark.smoke
 def test_an_exported_subnet_reproduces_its_trials_accuracy(trained_run, fmt):
     run_dir, _, _ = trained_run
     result = nasforge("export", str(run_dir), "--trial", "0", "--format", fmt)

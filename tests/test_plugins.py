@@ -139,6 +139,7 @@ def test_the_registry_lists_the_gnn_plugin_items():
     assert [n for n in reg.names("trainer") if n.startswith("gnn.")] == []
 
 
+@pytest.mark.smoke
 def test_first_party_plugins_register_what_they_document():
     by_plugin: dict[str, set[tuple[str, str]]] = {}
     for item in build_registry():
@@ -412,6 +413,7 @@ def cli(monkeypatch):
     return main
 
 
+@pytest.mark.smoke
 def test_plugins_prints_a_table_of_kind_name_plugin_distribution(cli, capsys):
     assert cli(["plugins"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
@@ -438,6 +440,7 @@ def test_plugins_table_columns_line_up(cli, capsys):
         assert all(line[start - 2 : start] == "  " and line[start] != " " for line in lines[1:])
 
 
+@pytest.mark.smoke
 def test_plugins_json_lists_every_item_with_its_origin(cli, capsys):
     assert cli(["plugins", "--json"]) == 0
     items = json.loads(capsys.readouterr().out)
