@@ -27,9 +27,9 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from ..config import Plan
-from ..errors import NasforgeError
+from ..errors import NasforgeError, StudyError
 from ..pareto import pareto_mask
+from ..plan import Plan
 from .plain import check_plain
 from .record import StudyRecord
 
@@ -139,6 +139,15 @@ class StudySearcher(Searcher):
         return None  # wait for running trials (their failures may call for more)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        try:
+            self._complete(trial_id, result, error)
+        except StudyError as exc:
+            # The study storage is gone (its wait ran out). Raising into Ray Tune would make
+            # it retry the trial, evaluating archs whose results are already recorded; stop
+            # proposing instead: the trials not told stay RUNNING and a rerun retries them.
+            self.gave_up = self.gave_up or str(exc)
+
+    def _complete(self, trial_id: str, result: dict | None, error: bool) -> None:
         keys = self.live.pop(trial_id, [])
         result = result or {}
         if result.get("fatal"):  # the worker could not even set up: retrying cannot help
