@@ -19,9 +19,10 @@ import csv
 import json
 from pathlib import Path
 
-from nasforge.config import parse_experiment, resolve
-from nasforge.engine.train import run_training, trained_weights
+from nasforge.engine.train import run_training
+from nasforge.engine.weights import trained_weights
 from nasforge.engine.worker import Evaluator
+from nasforge.plan import Plan
 from nasforge_cnn.training import TrainOptions
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "cnn_digits.yaml"
@@ -62,7 +63,7 @@ def main() -> None:
     budget["phases"] = [{"name": "full", "epochs": budget.get("epochs", 10)}]
     alone["train"] = {**exp["train"], "trainer": "cnn.progressive",
                       "options": {**budget, "distill": False}}  # fmt: skip
-    run_training(resolve(parse_experiment(alone)), alone_dir)
+    run_training(Plan.from_json(alone), alone_dir)
     standalone = largest_accuracy(alone, alone_dir)
 
     gap = standalone["top1"] - shared["top1"]

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 import yaml
 
-from nasforge.config import parse_experiment, resolve
 from nasforge.engine.worker import Evaluator
+from nasforge.plan import Plan
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "cnn_digits.yaml"
 
@@ -53,7 +53,7 @@ def main() -> None:
     exp = yaml.safe_load(Path(args.experiment).read_text())
     exp["hardware"] = []  # only the estimator is timed
     exp["objectives"] = [{"metric": "top1"}]
-    plan = resolve(parse_experiment(exp))
+    plan = Plan.from_json(exp)
     if args.run_dir:
         weights = (Path(args.run_dir) / "supernet" / "final.pt").read_bytes()
     else:

@@ -20,10 +20,10 @@ import optuna
 import ray
 import yaml
 
-from nasforge.config import parse_experiment, resolve
 from nasforge.engine import run_search
 from nasforge.engine.storage import open_storage, storage_url
 from nasforge.engine.worker import Evaluator
+from nasforge.plan import Plan
 
 
 class ArchFailed(Exception):
@@ -82,9 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    plan = resolve(
-        parse_experiment(experiment(args.trials, args.strategy, args.batch_size, args.concurrency))
-    )
+    plan = Plan.from_json(experiment(args.trials, args.strategy, args.batch_size, args.concurrency))
     with tempfile.TemporaryDirectory() as tmp:
         base_s = baseline(plan, Path(tmp) / "baseline")
         start = time.perf_counter()

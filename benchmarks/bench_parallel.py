@@ -36,8 +36,8 @@ def main() -> None:
     import optuna
     import ray
 
-    from nasforge.config import parse_experiment, resolve
     from nasforge.engine import run_search
+    from nasforge.plan import Plan
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ray.init(num_cpus=args.concurrency, include_dashboard=False, log_to_driver=False)
@@ -51,7 +51,7 @@ def main() -> None:
         "search": {"strategy": "random", "n_trials": args.trials, "seed": 0,
                    "concurrency": args.concurrency, "batch_size": 1},
     }  # fmt: skip
-    plan = resolve(parse_experiment(experiment))
+    plan = Plan.from_json(experiment)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         summary = run_search(plan, Path(tmp), progress=False)

@@ -40,8 +40,8 @@ def main() -> None:
     parser.add_argument("--storage", help="PostgreSQL URL (default: a throwaway local server)")
     args = parser.parse_args()
 
-    from nasforge.config import parse_experiment, resolve
     from nasforge.engine import run_search
+    from nasforge.plan import Plan
 
     server = None
     url = args.storage
@@ -71,7 +71,7 @@ def main() -> None:
         ray.init(num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False,
                  log_to_driver=False)  # fmt: skip
         with tempfile.TemporaryDirectory() as run_dir:
-            summary = run_search(resolve(parse_experiment(exp)), Path(run_dir), progress=False)
+            summary = run_search(Plan.from_json(exp), Path(run_dir), progress=False)
         ray.shutdown()
 
         trials = optuna.load_study(study_name="storage_load", storage=url).get_trials()

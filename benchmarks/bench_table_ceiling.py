@@ -28,11 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nasforge.benchmark import ground_truth
-from nasforge.cli import parse_key_values
-from nasforge.config import load_experiment, resolve
-from nasforge.free_metrics import neighbours
-from nasforge.predictors import build_predictor
+from nasforge import build_predictor
+from nasforge.benchmark import ground_truth, parse_key_values
+from nasforge.experiment import load_experiment
+from nasforge.plan import resolve
 from nasforge.sdk import Objective
 
 
@@ -116,7 +115,7 @@ class _Neighbourhoods:
     def __getitem__(self, key: str) -> list[str]:
         if key not in self._found:
             around = {
-                self.space.key(a) for a in neighbours(self.space, json.loads(key), self.choices)
+                self.space.key(a) for a in self.space.neighbours(json.loads(key), self.choices)
             }
             self._found[key] = sorted(k for k in around if k in self.accuracy and k != key)
         return self._found[key]

@@ -24,7 +24,7 @@ def ray_session():
     as RAY_ADDRESS so CLI subprocesses join it instead of starting their own."""
     import ray
 
-    from nasforge.engine.search import ray_init
+    from nasforge.engine.runtime import ray_init
 
     previous = os.environ.pop("RAY_ADDRESS", None)
     ray_init(num_cpus=2)  # on 127.0.0.1 only, as nasforge starts a local Ray

@@ -85,7 +85,7 @@ class MultiNodeCluster:
 def _serve(nodes: int, cpus_per_node: int) -> None:
     import tempfile
 
-    # every node on loopback, as nasforge's own local Ray (see nasforge.engine.search.ray_init),
+    # every node on loopback, as nasforge's own local Ray (see nasforge.engine.runtime.ray_init),
     # and the cluster's address file in a private folder, so that no other process on this
     # machine finds this cluster by accident
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"

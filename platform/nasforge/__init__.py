@@ -1,17 +1,46 @@
 """nasforge: one-shot, hardware-aware neural architecture search on Ray and Optuna.
 
-The SDK a plugin author needs is importable from here: the search-space algebra
-(:class:`SearchSpace` and its dimensions), the component types (:class:`Estimator`,
-:class:`Hardware`, :class:`Strategy`, :class:`Trainer`, :class:`Supernet`,
-:class:`Predictor`), the values the core hands them (:class:`Metric`, :class:`Objective`,
-:class:`EvalContext`, :class:`TrainContext`), and :data:`hookimpl` to mark hook
-implementations.
+This module is the whole SDK a plugin imports (with :mod:`nasforge.nn`, the elastic
+PyTorch ops for supernets, and :mod:`nasforge.testing`, the conformance suite):
+
+- the search-space algebra: :class:`SearchSpace`, its dimensions (:class:`Categorical`,
+  :class:`IntRange`, :class:`PerLayer`, :class:`Dimension`) and :data:`Arch`;
+- the component types and their one constructor convention (:class:`Configurable`):
+  :class:`Estimator`, :class:`Hardware`, :class:`Strategy`, :class:`Trainer`,
+  :class:`Task`, :class:`Supernet`, :class:`Predictor`, :class:`Tabular`;
+- the values the core hands them: :class:`Metric`, :class:`Objective`,
+  :class:`EvalContext`, :class:`TrainContext`, :class:`FreeMetrics`;
+- the hooks: :data:`hookimpl`, the typed ``register`` callbacks (:class:`RegisterSpace`, …)
+  and :class:`lazy` factories; the registry (:func:`registry`, :func:`build_predictor`);
+- Pareto maths (:func:`pareto_mask`, :func:`non_dominated_ranks`, :func:`hypervolume`, …)
+  and helpers: :func:`load_checkpoint`, :func:`cpu_name`; an experiment resolved to plugin
+  objects (:class:`Plan`, :func:`load_plan`, for commands a plugin adds); the errors.
+
+Names that pull in heavier libraries (Optuna, moocore, torch) are imported on first use.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .devices import cpu_name
 from .errors import ArchError, ConfigError, NasforgeError, PluginError, StudyError
-from .hookspecs import hookimpl
+from .hookspecs import (
+    RegisterCommand,
+    RegisterEstimator,
+    RegisterHardware,
+    RegisterPredictor,
+    RegisterSpace,
+    RegisterStrategy,
+    RegisterTask,
+    RegisterTrainer,
+    hookimpl,
+)
+from .plugins import Registry, build_predictor, lazy, registry
 from .sdk import (
     Component,
+    Configurable,
     Estimator,
     EvalContext,
     Hardware,
@@ -20,6 +49,7 @@ from .sdk import (
     Predictor,
     Strategy,
     Supernet,
+    Tabular,
     Task,
     TrainContext,
     Trainer,
@@ -28,30 +58,87 @@ from .space import Arch, Categorical, Dimension, IntRange, PerLayer, SearchSpace
 
 __version__ = "0.1.0"
 
+#: public names imported on first use: ``name -> (module, attribute)``
+_LAZY = {
+    "FreeMetrics": (".free_metrics", "FreeMetrics"),
+    "Plan": (".plan", "Plan"),
+    "load_plan": (".plan", "load_plan"),
+    "load_checkpoint": (".engine.weights", "load_state"),
+    "REFERENCE_POINT": (".pareto", "REFERENCE_POINT"),
+    "Front2D": (".pareto", "Front2D"),
+    "crowding_distance": (".pareto", "crowding_distance"),
+    "dominates": (".pareto", "dominates"),
+    "hypervolume": (".pareto", "hypervolume"),
+    "hypervolume_improvement_2d": (".pareto", "hypervolume_improvement_2d"),
+    "non_dominated": (".pareto", "non_dominated"),
+    "non_dominated_ranks": (".pareto", "non_dominated_ranks"),
+    "pareto_mask": (".pareto", "pareto_mask"),
+    "staircase_2d": (".pareto", "staircase_2d"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(module, __name__), attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nasforge' has no attribute {name!r}")
+
+
 __all__ = [
+    "REFERENCE_POINT",
     "Arch",
     "ArchError",
     "Categorical",
     "Component",
     "ConfigError",
+    "Configurable",
     "Dimension",
     "Estimator",
     "EvalContext",
+    "FreeMetrics",
+    "Front2D",
     "Hardware",
     "IntRange",
     "Metric",
     "NasforgeError",
     "Objective",
     "PerLayer",
+    "Plan",
     "PluginError",
     "Predictor",
+    "RegisterCommand",
+    "RegisterEstimator",
+    "RegisterHardware",
+    "RegisterPredictor",
+    "RegisterSpace",
+    "RegisterStrategy",
+    "RegisterTask",
+    "RegisterTrainer",
+    "Registry",
     "SearchSpace",
     "Strategy",
     "StudyError",
     "Supernet",
+    "Tabular",
     "Task",
     "TrainContext",
     "Trainer",
     "__version__",
+    "build_predictor",
+    "cpu_name",
+    "crowding_distance",
+    "dominates",
     "hookimpl",
+    "hypervolume",
+    "hypervolume_improvement_2d",
+    "lazy",
+    "load_checkpoint",
+    "load_plan",
+    "non_dominated",
+    "non_dominated_ranks",
+    "pareto_mask",
+    "registry",
+    "staircase_2d",
 ]

@@ -1,9 +1,11 @@
 """The ``nasforge`` command line.
 
 ``run`` (train -> search -> report) and the phases alone: ``validate``, ``train``,
-``search``, ``report``, ``export``, ``dashboard``, ``plugins``, ``env``, ``lut``; ``bench-search``
+``search``, ``report``, ``export``, ``dashboard``, ``plugins``, ``env``; ``bench-search``
 (strategies scored against a tabular space's whole table); on a Ray cluster,
-``submit`` and ``jobs list|status|logs|stop``. A user error prints one line,
+``submit`` and ``jobs list|status|logs|stop``; and the commands plugins add
+(``register_commands``, e.g. ``nasforge lut`` from ``nasforge_hw``). This module parses
+and dispatches; the work lives with each feature. A user error prints one line,
 ``error: <file>: <yaml.path>: <what was expected>``, and exits with status 2.
 """
 
@@ -13,7 +15,6 @@ import argparse
 import json
 import logging
 import os
-import re
 import sys
 import warnings
 from pathlib import Path
@@ -23,7 +24,7 @@ from .errors import NasforgeError
 
 
 def _plan(path: str):
-    from .config import load_plan
+    from .plan import load_plan
 
     return load_plan(path)
 
@@ -123,100 +124,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .report import load_run
+    from .trial_export import export_trial
 
-    run_dir = Path(args.run_dir)
-    plan, study = load_run(run_dir)
-    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    trial = trials.get(args.trial)
-    if trial is None or trial.state.name != "COMPLETE":
-        raise NasforgeError(f"{run_dir}: trial {args.trial} does not exist or did not complete")
-    out = run_dir / "subnets" / str(args.trial)
-    out.mkdir(parents=True, exist_ok=True)
-    record = {
-        "trial": trial.number,
-        "arch": trial.user_attrs["arch"],
-        "metrics": {m: trial.user_attrs.get(m) for m in plan.metrics},
-        "space": plan.experiment.space.model_dump(),
-    }
-    if args.format:
-        record["export"] = _export_model(plan, run_dir, record, out, args.format)
-    (out / "arch.json").write_text(json.dumps(record, indent=2))
-    print(f"exported trial {trial.number}: {out / 'arch.json'}")
-    return 0
-
-
-def _export_model(plan, run_dir: Path, record: dict, out: Path, fmt: str) -> dict:
-    """Write the trial's static subnet as TorchScript or ONNX, then score the written file
-    with the estimators that can score a static model and compare with the trial."""
-    if plan.supernet_factory is None or plan.experiment.train is None:
-        raise NasforgeError(
-            f"{run_dir}: --format needs a supernet; space '{plan.experiment.space.name}' "
-            "has none (the arch and metrics are exported without it)"
-        )
-    import torch
-
-    from .engine.train import trained_weights
-    from .engine.worker import Evaluator
-    from .export import export_subnet, load_exported
-
-    evaluator = Evaluator.build(
-        plan.experiment.model_dump(mode="json"), str(run_dir), [trained_weights(run_dir)]
-    )
-    arch = evaluator.plan.space.validate(record["arch"])
-    subnet = evaluator.subnet(arch, record["trial"])
-    shape = evaluator.plan.space.input_shape(arch)
-    example = torch.randn(1, *shape, device=evaluator.contexts[0].device)
-    written = export_subnet(subnet, example, out, fmt)
-    model = load_exported(written)
-    reproduced: dict[str, float] = {}
-    for estimator, context in zip(evaluator.plan.estimators, evaluator.contexts, strict=False):
-        try:
-            reproduced.update(estimator.evaluate_subnet(model, arch, context))
-        except NotImplementedError:
-            continue
-    for name, value in reproduced.items():
-        recorded = record["metrics"].get(name)
+    result = export_trial(Path(args.run_dir), args.trial, args.format)
+    for name, value in result.reproduced.items():
+        recorded = result.record["metrics"].get(name)
         print(f"  {name}: exported model {value:.4g} (trial recorded {recorded:.4g})")
-    print(f"  {fmt}: {written}")
-    return {"format": fmt, "file": written.name, "input_shape": list(shape), "metrics": reproduced}
-
-
-def cmd_lut(args: argparse.Namespace) -> int:
-    """Build (or extend) the experiment's latency look-up table and report its error."""
-    plan = _plan(args.experiment)
-    if plan.supernet_factory is None:
-        raise NasforgeError(
-            f"{args.experiment}: space '{plan.experiment.space.name}' has no supernet to "
-            "build subnets from"
-        )
-    from nasforge_hw.lut import check_lut
-
-    run_dir = Path(args.run_dir or plan.experiment.resolved_run_dir)
-    options = next(
-        (dict(h.options) for h in plan.experiment.hardware if h.name == "hw.latency_lut"), {}
-    )
-    supernet = plan.build_supernet().eval()  # latency does not depend on the weights
-    out = run_dir / "hw"
-    out.mkdir(parents=True, exist_ok=True)
-    check = check_lut(
-        plan.space,
-        lambda arch: supernet.extract(arch).eval(),
-        args.archs,
-        args.seed,
-        run_dir=run_dir,
-        csv_path=out / "lut_check.csv",
-        **options,
-    )
-    summary = check.summary()
-    (out / "lut_check.json").write_text(json.dumps(summary, indent=2))
-    print(
-        f"latency look-up table on {check.device_name} ({check.threads} thread(s)): "
-        f"median absolute error {summary['median_abs_pct_error']:.1f}% over "
-        f"{summary['n_archs']} random archs (max {summary['max_abs_pct_error']:.1f}%; the same "
-        f"arch measured twice differs by {summary['median_repeat_abs_pct_error']:.1f}%)"
-    )
-    print(f"  {out / 'lut_check.csv'}")
+    if result.model_file is not None:
+        print(f"  {args.format}: {result.model_file}")
+    print(f"exported trial {args.trial}: {result.arch_file}")
     return 0
 
 
@@ -233,87 +149,35 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
-def parse_key_values(items: list[str], flag: str) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs, each value read as JSON when it parses (``5``, ``true``,
-    ``[1, 2]``) and as a string otherwise."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise NasforgeError(f"{flag}: expected KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 def cmd_bench_search(args: argparse.Namespace) -> int:
     """Score strategies on a tabular space against its whole table (nasforge.benchmark)."""
     import time
 
-    from .benchmark import (
-        BenchSearch,
-        build_strategies,
-        ground_truth,
-        space_label,
-        summary_lines,
-        write_results,
-    )
-    from .config import load_experiment, resolve
-    from .errors import ConfigError
-    from .sdk import Objective
+    from .benchmark import prepare_bench_search, space_label, summary_lines, write_results
 
     start = time.perf_counter()
-    experiment = load_experiment(args.experiment)
-    overrides = parse_key_values(args.space_option, "--space-option")
-    experiment.space.options.update(overrides)
-    try:
-        plan = resolve(experiment)
-        objectives = plan.objectives
-        if args.objectives:
-            given = {o.metric: o.direction for o in plan.objectives}
-            objectives = []
-            for name in args.objectives.split(","):
-                metric = plan.metrics.get(name)
-                if metric is None or (given.get(name) or metric.better) is None:
-                    raise ConfigError(
-                        "--objectives",
-                        f"'{name}' is not a metric with a direction here (available: "
-                        f"{', '.join(m for m, v in plan.metrics.items() if v.better or m in given)})",
-                    )
-                objectives.append(Objective(name, given.get(name) or metric.better))
-        options: dict[str, dict[str, Any]] = {}
-        for item in args.strategy_option:
-            name, dot, rest = item.partition(".")
-            if not dot:
-                raise NasforgeError(f"--strategy-option: expected NAME.KEY=VALUE, got {item!r}")
-            options.setdefault(name, {}).update(parse_key_values([rest], "--strategy-option"))
-        names = [n for n in args.strategies.split(",") if n]
-        strategies = build_strategies(plan, names, options)
-        suffix = "".join(f"-{k}-{v}" for k, v in overrides.items())  # dataset=x: -dataset-x
-        suffix = re.sub(r"[^A-Za-z0-9_.-]+", "_", suffix)
-        run_dir = Path(args.run_dir or f"{experiment.resolved_run_dir}-bench-search{suffix}")
-        truth = ground_truth(plan, objectives, run_dir)
-        seeds = args.seed_list if args.seed_list is not None else list(range(args.seeds))
-        budgets = sorted(set(args.budgets))
-        if not seeds or not budgets or budgets[0] < 1:
-            raise NasforgeError("bench-search needs at least one seed and budgets >= 1")
-        bench = BenchSearch(plan, truth, strategies, seeds, budgets, args.max_proposals)
-    except ConfigError as exc:
-        if exc.path.startswith("--"):  # a command-line flag, not the file, is at fault
-            raise
-        raise exc.with_file(args.experiment) from None
-    goals = ", ".join(f"{o.direction} {o.metric}" for o in objectives)
+    bench, run_dir = prepare_bench_search(
+        args.experiment,
+        strategies=[n for n in args.strategies.split(",") if n],
+        strategy_options=args.strategy_option,
+        space_options=args.space_option,
+        objectives=[n for n in (args.objectives or "").split(",") if n],
+        seeds=args.seed_list if args.seed_list is not None else list(range(args.seeds)),
+        budgets=args.budgets,
+        max_proposals=args.max_proposals,
+        run_dir=args.run_dir,
+    )
+    plan, truth = bench.plan, bench.truth
+    goals = ", ".join(f"{o.direction} {o.metric}" for o in truth.objectives)
     print(
-        f"bench-search: {experiment.name} ({space_label(plan)}): {len(truth.values):,} archs "
-        f"in the table; {goals}; "
-        f"{len(strategies)} strategies x {len(seeds)} seeds x {bench.budget} evaluations",
+        f"bench-search: {plan.experiment.name} ({space_label(plan)}): {len(truth.values):,} "
+        f"archs in the table; {goals}; {len(bench.strategies)} strategies x "
+        f"{len(bench.seeds)} seeds x {bench.budget} evaluations",
         flush=True,
     )
     if plan.constraints:
         print("note: constraints are not part of the bench-search protocol: ignored")
-    metric = objectives[0].metric
+    metric = truth.objectives[0].metric
 
     def progress(cell) -> None:
         hv = f", HV {cell.hv[-1]:.4f}" if cell.hv else ""
@@ -341,8 +205,8 @@ def cmd_bench_search(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from optuna_dashboard import run_server
 
-    from .engine.search import open_study
     from .engine.storage import mask_url, storage_url
+    from .engine.study import open_study
     from .report import load_run
 
     target = Path(args.target)
@@ -370,6 +234,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
          "version": i.version, "summary": i.summary}
         for i in reg
     ]  # fmt: skip
+    for missing in reg.unavailable:
+        rows.append({"kind": "unavailable", "name": "-", "plugin": missing.plugin,
+                     "distribution": missing.distribution, "version": None,
+                     "summary": f"not loaded: it {missing.hint}"})  # fmt: skip
     for plugin, hooks in reg.lifecycle_hooks().items():
         dist, version = reg.distributions.get(plugin, (None, None))
         rows.append({"kind": "hooks", "name": ", ".join(hooks), "plugin": plugin,
@@ -377,16 +245,27 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    table = [("KIND", "NAME", "PLUGIN", "DISTRIBUTION", "SUMMARY")]
-    table += [
-        (r["kind"], r["name"], r["plugin"],
-         f"{r['distribution'] or '-'} {r['version'] or ''}".strip(), r["summary"])
-        for r in rows
-    ]  # fmt: skip
-    widths = [max(len(r[c]) for r in table) for c in range(4)]
-    for r in table:
-        print("  ".join(r[c].ljust(widths[c]) for c in range(4)) + "  " + r[4])
+    _print_table(
+        ("KIND", "NAME", "PLUGIN", "DISTRIBUTION", "SUMMARY"),
+        [
+            (r["kind"], r["name"], r["plugin"],
+             f"{r['distribution'] or '-'} {r['version'] or ''}".strip(), r["summary"])
+            for r in rows
+        ],
+    )  # fmt: skip
     return 0
+
+
+def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """Columns padded to their widest cell, two spaces apart; the last one is not padded."""
+    table = [header, *rows]
+    widths = [max(len(r[c]) for r in table) for c in range(len(header) - 1)]
+    for r in table:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(r, widths, strict=False))
+            + "  "
+            + r[-1]
+        )
 
 
 def cmd_env(args: argparse.Namespace) -> int:
@@ -467,7 +346,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     from . import jobs
 
     _quiet_job_sdk(args)
-    table = [("SUBMISSION ID", "STATUS", "EXPERIMENT", "STARTED", "ENTRYPOINT")]
+    table = []
     for job in jobs.list_jobs(args.address):
         if job.submission_id is None:  # a driver that connected directly, not a job
             continue
@@ -475,9 +354,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
         table.append((job.submission_id, job.status.value,
                       (job.metadata or {}).get("nasforge_experiment", "-"),
                       f"{started:%Y-%m-%d %H:%M:%S}" if started else "-", job.entrypoint))  # fmt: skip
-    widths = [max(len(r[c]) for r in table) for c in range(4)]
-    for r in table:
-        print("  ".join(r[c].ljust(widths[c]) for c in range(4)) + "  " + r[4])
+    _print_table(("SUBMISSION ID", "STATUS", "EXPERIMENT", "STARTED", "ENTRYPOINT"), table)
     return 0
 
 
@@ -519,7 +396,9 @@ def cmd_jobs_stop(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
+    """The command line: the core's commands, then (``plugin_commands``) those plugins add
+    through ``register_commands``."""
     parser = argparse.ArgumentParser(
         prog="nasforge", description="One-shot, hardware-aware neural architecture search."
     )
@@ -564,16 +443,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080)
-    p = add(
-        "lut",
-        cmd_lut,
-        "build the latency look-up table of an experiment's space and report its error "
-        "against measured latency",
-    )
-    p.add_argument("experiment")
-    p.add_argument("--run-dir")
-    p.add_argument("--archs", type=int, default=50, help="random archs to check (default 50)")
-    p.add_argument("--seed", type=int, default=0)
     p = add(
         "bench-search",
         cmd_bench_search,
@@ -675,11 +544,51 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--address", help=address_help)
         if name == "logs":
             q.add_argument("--follow", action="store_true")
+    if plugin_commands:
+        _add_plugin_commands(sub)
     return parser
 
 
+def _add_plugin_commands(sub: Any) -> None:
+    """Every command a plugin registered (``register_commands``), beside the core's."""
+    from .errors import PluginError
+    from .plugins import registry
+
+    for name in registry().names("command"):
+        item = registry().get("command", name)
+        if name in sub.choices:
+            raise PluginError(
+                f"plugin {item.origin} registers command '{name}', which nasforge already has"
+            )
+        help = item.extras.get("help") or item.summary
+        p = sub.add_parser(name, help=help, description=help)
+        if item.extras.get("arguments") is not None:
+            item.extras["arguments"](p)
+        p.set_defaults(func=item.factory)
+
+
+def _core_command(argv: list[str]) -> bool:
+    """Whether ``argv`` names one of the core's commands (so no plugin needs loading)."""
+    words = [a for a in argv if not a.startswith("-")]
+    if (
+        not words
+        or "-h" in argv[: argv.index(words[0])]
+        or "--help" in argv[: argv.index(words[0])]
+    ):
+        return False
+    parser = build_parser(plugin_commands=False)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return words[0] in sub.choices
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        parser = build_parser(plugin_commands=not _core_command(argv))
+    except NasforgeError as exc:  # a plugin that cannot be loaded: say which
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     if not args.verbose:
         logging.basicConfig(level=logging.ERROR)
         # nasforge's own warnings (a database being waited for…) still reach the user

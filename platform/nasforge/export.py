@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib
 import io
 import os
 import tempfile
@@ -140,8 +141,16 @@ def _torchscript_runner(data: bytes) -> Runner:
     return run
 
 
+def _import_onnx(name: str):
+    """``onnx`` / ``onnxruntime``, which the ``onnx`` extra installs."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise ExportError(f"ONNX export needs {name}: pip install 'nasforge[onnx]'") from None
+
+
 def _onnx_bytes(module: nn.Module, x: torch.Tensor) -> bytes:
-    import onnx
+    onnx = _import_onnx("onnx")
 
     buffer = io.BytesIO()
     try:
@@ -168,7 +177,7 @@ def _onnx_bytes(module: nn.Module, x: torch.Tensor) -> bytes:
 
 
 def _onnx_runner(data: bytes) -> Runner:
-    import onnxruntime
+    onnxruntime = _import_onnx("onnxruntime")
 
     session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name

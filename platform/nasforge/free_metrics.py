@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from .errors import ArchError
-from .sdk import Arch, EvalContext, Objective, Strategy
+from .sdk import EvalContext, Objective, Strategy
+from .space import SearchSpace
 
 if TYPE_CHECKING:
-    from .config import Plan
+    from .plan import Plan
 
 
 class FreeMetrics:
@@ -63,37 +64,13 @@ class FreeMetrics:
 
 def build_sampler(
     strategy: Strategy,
-    space: Any,
+    space: SearchSpace,
     objectives: Sequence[Objective],
     seed: int | None,
     free_metrics: FreeMetrics | None,
 ) -> optuna.samplers.BaseSampler:
-    """The strategy's sampler, given ``free_metrics`` when its class asks for them."""
+    """The strategy's sampler, given ``free_metrics`` when its class asks for them: the one
+    place samplers are built (the search driver, ``nasforge bench-search``)."""
     if getattr(strategy, "uses_free_metrics", False):
         return strategy.sampler(space, objectives, seed, free_metrics=free_metrics)
     return strategy.sampler(space, objectives, seed)
-
-
-def arch_of(space: Any, params: Mapping[str, Any]) -> Arch:
-    """The arch an Optuna trial with these ``params`` denotes (the engine builds archs
-    through ``space.suggest(trial)``; this replays it on fixed params)."""
-    return space.suggest(optuna.trial.FixedTrial(dict(params)))
-
-
-def neighbours(
-    space: Any, arch: Mapping[str, Any], choices: Mapping[str, Sequence[Any]]
-) -> list[Arch]:
-    """The archs one Optuna parameter away from ``arch``: each parameter set in turn to each
-    other value ``choices`` lists for it (parameters without choices stay as they are);
-    parameter sets that are no arch of the space are skipped."""
-    params = space.to_params(arch)
-    out = []
-    for name, value in params.items():
-        for choice in choices.get(name, ()):
-            if choice == value:
-                continue
-            try:
-                out.append(arch_of(space, {**params, name: choice}))
-            except Exception:  # params of no arch of the space (incomplete, out of range)
-                continue
-    return out

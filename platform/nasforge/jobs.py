@@ -181,7 +181,7 @@ def submit(
 ) -> str:
     """Validate ``experiment``, upload ``working_dir`` and start ``nasforge run`` on the
     cluster; returns the submission id. ``excludes`` adds to :func:`excludes_for`."""
-    from .config import load_plan
+    from .plan import load_plan
 
     root = Path(working_dir).resolve()
     if not root.is_dir():

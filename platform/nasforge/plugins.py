@@ -8,16 +8,20 @@ name, the factory, its kind, and which plugin and distribution provided it.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
+from .errors import ConfigError, PluginError
+
+if TYPE_CHECKING:
+    from .sdk import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,7 @@ KIND_HOOKS: dict[str, str] = {
     "hardware": "register_hardware",
     "strategy": "register_strategies",
     "predictor": "register_predictors",
+    "command": "register_commands",
 }
 
 
@@ -69,9 +74,15 @@ class Registered:
 class Registry:
     """Everything the installed plugins registered, by kind and name."""
 
-    def __init__(self, pm: pluggy.PluginManager, distributions: dict[str, tuple[str, str]]):
+    def __init__(
+        self,
+        pm: pluggy.PluginManager,
+        distributions: dict[str, tuple[str, str]],
+        unavailable: Sequence[Unavailable] = (),
+    ):
         self.pm = pm
         self.distributions = distributions
+        self.unavailable = list(unavailable)
         self._items: dict[str, dict[str, Registered]] = {kind: {} for kind in KIND_HOOKS}
         for kind, hook_name in KIND_HOOKS.items():
             for impl in getattr(pm.hook, hook_name).get_hookimpls():
@@ -118,7 +129,10 @@ class Registry:
             return self._items[kind][name]
         except KeyError:
             available = ", ".join(self.names(kind)) or "none installed"
-            raise KeyError(f"unknown {kind} '{name}' (available: {available})") from None
+            missing = "".join(
+                f"; plugin {u.plugin} is unavailable, it {u.hint}" for u in self.unavailable
+            )
+            raise KeyError(f"unknown {kind} '{name}' (available: {available}){missing}") from None
 
     def __iter__(self) -> Iterator[Registered]:
         for kind in KIND_HOOKS:
@@ -204,27 +218,67 @@ def _entry_points() -> Iterable[importlib.metadata.EntryPoint]:
     return importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
 
 
+def missing_requirements(dist: Any, extra: str) -> list[str]:
+    """The requirements of ``dist``'s ``extra`` (an ``importlib.metadata`` distribution)
+    that are not installed at a version they accept, as ``name>=x`` strings."""
+    from packaging.requirements import Requirement
+
+    missing = []
+    for text in getattr(dist, "requires", None) or ():
+        requirement = Requirement(text)
+        if requirement.marker is None or not requirement.marker.evaluate({"extra": extra}):
+            continue
+        if requirement.marker.evaluate({"extra": ""}):  # not specific to this extra
+            continue
+        try:
+            version = importlib.metadata.version(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(str(requirement).split(";")[0].strip())
+            continue
+        if not requirement.specifier.contains(version, prereleases=True):
+            missing.append(str(requirement).split(";")[0].strip())
+    return missing
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """An installed plugin whose extra's requirements are missing: what to install."""
+
+    plugin: str
+    distribution: str
+    extra: str
+    missing: tuple[str, ...]
+
+    @property
+    def hint(self) -> str:
+        return f"needs {', '.join(self.missing)}: pip install '{self.distribution}[{self.extra}]'"
+
+
 def build_plugin_manager(
     extra_plugins: Iterable[tuple[str, object]] = (), *, entry_points: bool = True
-) -> tuple[pluggy.PluginManager, dict[str, tuple[str, str]]]:
+) -> tuple[pluggy.PluginManager, dict[str, tuple[str, str]], list[Unavailable]]:
     """Load every ``nasforge`` entry point (and ``extra_plugins`` as ``(name, module)``).
 
-    Returns the manager and ``plugin name -> (distribution, version)``. Import failures,
-    hooks the specs do not know, and bad hook signatures raise :class:`PluginError` naming
-    the plugin and its distribution.
+    Returns the manager, ``plugin name -> (distribution, version)`` and the plugins that
+    are installed but unavailable: a plugin module that sets ``requires_extra = "x"``
+    (its heavy imports deferred, e.g. with :class:`lazy`) is only registered when its
+    distribution's extra ``x`` is installed. Import failures, hooks the specs do not know,
+    and bad hook signatures raise :class:`PluginError` naming the plugin and its
+    distribution.
     """
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
     distributions: dict[str, tuple[str, str]] = {}
-    sources: list[tuple[str, Callable[[], object], tuple[str, str] | None]] = []
+    unavailable: list[Unavailable] = []
+    sources: list[tuple[str, Callable[[], object], tuple[str, str] | None, Any]] = []
     if entry_points:
         for ep in _entry_points():
             dist = (ep.dist.name, ep.dist.version) if ep.dist is not None else None
-            sources.append((ep.name, ep.load, dist))
+            sources.append((ep.name, ep.load, dist, ep.dist))
     for name, module in extra_plugins:
-        sources.append((name, lambda module=module: module, None))
+        sources.append((name, lambda module=module: module, None, None))
 
-    for name, load, dist in sources:
+    for name, load, dist, metadata in sources:
         where = _describe(name, dist)
         previous = pm.get_plugin(name)
         try:
@@ -233,6 +287,12 @@ def build_plugin_manager(
             raise PluginError(
                 f"plugin '{where}' failed to import: {type(exc).__name__}: {exc}"
             ) from exc
+        extra = getattr(plugin, "requires_extra", None)
+        if extra and metadata is not None:
+            missing = missing_requirements(metadata, extra)
+            if missing:
+                unavailable.append(Unavailable(name, metadata.name, extra, tuple(missing)))
+                continue
         if previous is not None or pm.is_registered(plugin):
             if previous is plugin or previous is None:  # listed twice (two dist-infos, or an
                 continue  # experiment's `plugins:` naming an installed plugin module)
@@ -258,15 +318,15 @@ def build_plugin_manager(
             f"plugin '{_describe(name, distributions.get(name))}' implements an unknown hook "
             f"{', '.join(repr(n) for n in unknown)} (known hooks: {known})"
         ) from exc
-    return pm, distributions
+    return pm, distributions, unavailable
 
 
 def build_registry(
     extra_plugins: Iterable[tuple[str, object]] = (), *, entry_points: bool = True
 ) -> Registry:
     """A fresh :class:`Registry` of all installed plugins plus ``extra_plugins``."""
-    pm, distributions = build_plugin_manager(extra_plugins, entry_points=entry_points)
-    return Registry(pm, distributions)
+    pm, distributions, unavailable = build_plugin_manager(extra_plugins, entry_points=entry_points)
+    return Registry(pm, distributions, unavailable)
 
 
 _default: Registry | None = None
@@ -278,3 +338,36 @@ def registry() -> Registry:
     if _default is None:
         _default = build_registry()
     return _default
+
+
+_registries: dict[tuple[str, ...], Registry] = {}
+
+
+def registry_for(modules: Sequence[str]) -> Registry:
+    """The installed plugins plus the experiment's own ``plugins:`` modules (import paths,
+    for project-local plugins that are not packaged); built once per process."""
+    if not modules:
+        return registry()
+    key = tuple(modules)
+    if key not in _registries:
+        extra = []
+        for i, name in enumerate(modules):
+            try:
+                extra.append((name, importlib.import_module(name)))
+            except Exception as exc:
+                raise ConfigError(
+                    f"plugins[{i}]",
+                    f"cannot import plugin module {name!r}: {type(exc).__name__}: {exc}",
+                ) from None
+        _registries[key] = build_registry(extra)
+    return _registries[key]
+
+
+def build_predictor(name: str, *, seed: int | None = None, **options: Any) -> Predictor:
+    """The unfitted :class:`nasforge.Predictor` registered as ``name``, built as
+    ``factory(seed=seed, **options)`` — how a strategy gets the predictors its options name.
+
+    An unknown name raises the registry's :class:`KeyError` listing what is available; a bad
+    option raises pydantic's ``ValidationError`` naming the field.
+    """
+    return registry().get("predictor", name).factory(seed=seed, **options)

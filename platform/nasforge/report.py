@@ -21,10 +21,10 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from .config import Experiment, Plan, parse_experiment, resolve
-from .engine.search import open_study
+from .engine.study import open_study
 from .errors import StudyError
 from .pareto import pareto_mask
+from .plan import Plan
 
 
 @dataclass
@@ -44,8 +44,7 @@ def load_run(run_dir: Path) -> tuple[Plan, optuna.Study]:
     config = run_dir / "experiment.json"
     if not config.exists():
         raise StudyError(f"{run_dir}: not a nasforge run directory (no experiment.json)")
-    experiment: Experiment = parse_experiment(json.loads(config.read_text()))
-    plan = resolve(experiment)
+    plan = Plan.from_json(json.loads(config.read_text()))
     study, _ = open_study(plan, run_dir, create=False)
     return plan, study
 

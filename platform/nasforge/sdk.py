@@ -1,11 +1,12 @@
 """The plugin SDK: the types a plugin implements and the context the core hands them.
 
 A plugin registers *factories* (usually the classes below) under a name through the hooks
-in :mod:`nasforge.hookspecs`. The core builds them from the experiment file:
-``factory(space=..., **options)`` for estimators and hardware models, ``factory(**options)``
-for spaces and strategies, ``factory(seed=..., **options)`` for predictors. A factory that
-declares a pydantic ``Options`` model gets its options validated against it first, so a
-typo in ``options:`` is reported with its YAML path before any work starts.
+in :mod:`nasforge.hookspecs`. Every component follows one constructor convention
+(:class:`Configurable`): the core builds it with keyword arguments only, its validated
+``options`` plus what it is built for, named by what it is — ``space=`` for estimators and
+hardware models, ``seed=`` for predictors, nothing more for spaces, tasks, trainers and
+strategies. A factory that declares a pydantic ``Options`` model gets its options validated
+against it, so a typo in ``options:`` is reported with its YAML path before any work starts.
 
 Construction must be cheap: the core builds every component on the driver to validate an
 experiment. Heavy work (loading tables, weights) belongs in :meth:`Component.setup`, which
@@ -15,10 +16,10 @@ runs once per Ray worker process and is cached there.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -26,7 +27,9 @@ from .space import Arch, SearchSpace
 
 if TYPE_CHECKING:
     import optuna
+    import torch
     from pydantic import BaseModel
+    from torch import nn
 
 Direction = Literal["maximize", "minimize"]
 
@@ -72,15 +75,40 @@ class EvalContext:
     device_name: str = "cpu"
     trial_number: int | None = None
     cache: dict[str, Any] = field(default_factory=dict)
-    supernet: Any = None
+    supernet: Supernet | None = None
     """The trained :class:`Supernet` (an ``nn.Module`` on ``device``, weights loaded once per
     worker) when the experiment trains one, else ``None``."""
     task: Task | None = None
     """The experiment's :class:`Task` (its data), set up once per worker, else ``None``."""
 
 
-class Component:
-    """Shared base of estimators and hardware models.
+class Configurable:
+    """The constructor convention every component shares.
+
+    ``Cls(**options)``: ``options`` are the experiment's ``options:`` for the component;
+    when the class declares a pydantic ``Options`` model they are validated against it (the
+    core does so first, naming the YAML path; a component built directly, in a test or a
+    notebook, is checked here the same way: pydantic's ``ValidationError`` names the field)
+    and ``self.options`` holds them as a plain dict with the defaults filled in. Subclasses
+    that are built *for* something take it as one more keyword: ``space`` (estimators,
+    hardware models), ``seed`` (predictors).
+    """
+
+    Options: ClassVar[type[BaseModel] | None] = None
+
+    def __init__(self, **options: Any):
+        self.options: dict[str, Any] = self.validate_options(options)
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` checked against ``Options`` (when declared), defaults filled in."""
+        if cls.Options is None:
+            return dict(options)
+        return cls.Options.model_validate(dict(options)).model_dump()
+
+
+class Component(Configurable):
+    """Shared base of estimators and hardware models, built as ``Cls(space=..., **options)``.
 
     Subclasses set ``metrics`` (in ``__init__`` when they depend on options) and may narrow
     ``space_types`` to the space classes they understand; an experiment pairing them with
@@ -88,14 +116,13 @@ class Component:
     that read trained supernet weights.
     """
 
-    Options: ClassVar[type[BaseModel] | None] = None
     space_types: ClassVar[tuple[type[SearchSpace], ...]] = ()
     requires_supernet: ClassVar[bool] = False
     requires_task: ClassVar[bool] = False
 
     def __init__(self, space: SearchSpace, **options: Any):
+        super().__init__(**options)
         self.space = space
-        self.options = options
         self.metrics: Mapping[str, Metric] = {}
 
     def setup(self, context: EvalContext) -> None:
@@ -121,7 +148,9 @@ class Estimator(Component, ABC):
         The default does nothing.
         """
 
-    def evaluate_subnet(self, subnet: Any, arch: Arch, context: EvalContext) -> dict[str, float]:
+    def evaluate_subnet(
+        self, subnet: Callable[[torch.Tensor], torch.Tensor], arch: Arch, context: EvalContext
+    ) -> dict[str, float]:
         """Score a static (extracted or exported) subnet the way :meth:`evaluate` scores the
         supernet; used to check that an export reproduces the trial. Optional."""
         raise NotImplementedError(f"{type(self).__name__} cannot score a static subnet")
@@ -138,12 +167,26 @@ class Hardware(Component, ABC):
     free: ClassVar[bool] = False
 
     @abstractmethod
-    def measure(self, arch: Arch, subnet: Any, context: EvalContext) -> dict[str, float]:
+    def measure(
+        self, arch: Arch, subnet: nn.Module | None, context: EvalContext
+    ) -> dict[str, float]:
         """Return every metric in ``self.metrics``. ``subnet`` is the extracted static
         model when the space has a supernet, else ``None`` (tabular spaces)."""
 
 
-class Strategy(ABC):
+@runtime_checkable
+class Tabular(Protocol):
+    """An estimator or hardware model whose every answer is a row of a table it can list.
+
+    ``table(context)`` is called once, after ``setup(context)``, and yields every arch the
+    table measures (each inside the space; one per canonical class is enough) with the
+    component's metrics for it, exactly what ``evaluate``/``measure`` would return.
+    """
+
+    def table(self, context: EvalContext) -> Iterable[tuple[Arch, Mapping[str, float]]]: ...
+
+
+class Strategy(Configurable, ABC):
     """A search algorithm: builds the Optuna sampler that proposes archs.
 
     The engine records each finished trial's constraint values with
@@ -152,15 +195,11 @@ class Strategy(ABC):
     files or connections (Ray Tune gets plain counts; resume rebuilds from the study).
     """
 
-    Options: ClassVar[type[BaseModel] | None] = None
     multi_objective: ClassVar[bool] = True
     uses_free_metrics: ClassVar[bool] = False
     """When ``True``, ``sampler`` is also given ``free_metrics=``: a
     :class:`nasforge.free_metrics.FreeMetrics` (``free(arch)`` -> the free hardware models'
     metrics, or ``None``), built by :func:`nasforge.free_metrics.build_sampler`."""
-
-    def __init__(self, **options: Any):
-        self.options = options
 
     @abstractmethod
     def sampler(
@@ -172,7 +211,7 @@ class Strategy(ABC):
         """Return a fresh sampler; called once per search run (samplers are not persisted)."""
 
 
-class Predictor(ABC):
+class Predictor(Configurable, ABC):
     """A learned model of one metric over encoded archs (rows of ``SearchSpace.encode``).
 
     Registered through ``register_predictors`` and built as ``factory(seed=None, **options)``:
@@ -184,14 +223,11 @@ class Predictor(ABC):
     ``has_uncertainty`` also returns a standard deviation per prediction.
     """
 
-    Options: ClassVar[type[BaseModel] | None] = None
     has_uncertainty: ClassVar[bool] = False
 
     def __init__(self, *, seed: int | None = None, **options: Any):
-        if self.Options is not None:
-            options = self.Options.model_validate(options).model_dump()
+        super().__init__(**options)
         self.seed = seed
-        self.options = options
 
     @abstractmethod
     def fit(self, X: np.ndarray, y: np.ndarray) -> Predictor:
@@ -227,11 +263,11 @@ class Supernet(ABC):
         """Select the subnet that the next forward passes run (weights are sliced in place)."""
 
     @abstractmethod
-    def extract(self, arch: Arch) -> Any:
+    def extract(self, arch: Arch) -> nn.Module:
         """A standalone static ``nn.Module`` of ``arch`` with copied weights."""
 
 
-class Task(ABC):
+class Task(Configurable, ABC):
     """A labelled dataset with splits fixed by a seed, read by trainers and estimators.
 
     ``input_shape`` is the shape of one sample (``(C, H, W)`` or ``(C, L)``) and
@@ -240,15 +276,11 @@ class Task(ABC):
     generating the data happens in :meth:`arrays`, cached per process.
     """
 
-    Options: ClassVar[type[BaseModel] | None] = None
     input_shape: tuple[int, ...] = ()
     num_classes: int = 0
 
-    def __init__(self, **options: Any):
-        self.options = options
-
     @abstractmethod
-    def arrays(self, split: Literal["train", "val", "calib"]) -> tuple[Any, Any]:
+    def arrays(self, split: Literal["train", "val", "calib"]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x, y)`` tensors of a split: float32 samples and int64 labels.
 
         ``train`` is what trainers learn from, ``val`` what estimators score on, ``calib``
@@ -256,7 +288,7 @@ class Task(ABC):
         The same options always give the same splits.
         """
 
-    def augment(self, x: Any, generator: Any) -> Any:
+    def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Augment a training batch (a tensor) with randomness from ``generator``
         (a ``torch.Generator``); the default returns ``x`` unchanged."""
         return x
@@ -283,21 +315,16 @@ class TrainContext:
     resume: dict[str, Any] | None
     checkpoint: Callable[[dict[str, Any], Mapping[str, float]], None]
     report: Callable[[Mapping[str, float]], None]
-    sync_gradients: Callable[[Any], None]
+    sync_gradients: Callable[[Iterable[torch.nn.Parameter]], None]
     run_dir: Path | None = None
 
 
-class Trainer(ABC):
+class Trainer(Configurable, ABC):
     """A supernet training procedure (sandwich rule, progressive shrinking, LoRA…).
 
     ``num_workers`` (how many Ray Train workers) and ``use_gpu`` are read from the
     trainer's options by the engine when present.
     """
-
-    Options: ClassVar[type[BaseModel] | None] = None
-
-    def __init__(self, **options: Any):
-        self.options = options
 
     @abstractmethod
     def fit(self, supernet: Supernet, task: Task, context: TrainContext) -> None:

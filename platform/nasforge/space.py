@@ -422,6 +422,31 @@ class SearchSpace:
                 params.update(dim.to_params(arch[dim.name]))
         return params
 
+    def from_params(self, params: Mapping[str, Any]) -> Arch:
+        """The arch an Optuna trial with these ``params`` denotes (the inverse of
+        :meth:`to_params`: :meth:`suggest` replayed on fixed parameters)."""
+        import optuna
+
+        return self.suggest(optuna.trial.FixedTrial(dict(params)))
+
+    def neighbours(
+        self, arch: Mapping[str, Any], choices: Mapping[str, Sequence[Any]]
+    ) -> list[Arch]:
+        """The archs one Optuna parameter away from ``arch``: each parameter set in turn to
+        each other value ``choices`` lists for it (parameters without choices stay as they
+        are); parameter sets that are no arch of the space are skipped."""
+        params = self.to_params(arch)
+        out = []
+        for name, value in params.items():
+            for choice in choices.get(name, ()):
+                if choice == value:
+                    continue
+                try:
+                    out.append(self.from_params({**params, name: choice}))
+                except Exception:  # params of no arch of the space (incomplete, out of range)
+                    continue
+        return out
+
     # -- checking and comparing ------------------------------------------------------
     def validate(self, arch: Any) -> Arch:
         """Check ``arch`` against the space; raise :class:`ArchError` naming the bad key.

@@ -8,35 +8,14 @@ The task's data and the supernet stay cached in the worker; nothing is reloaded 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
-
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from nasforge import Estimator, EvalContext, Metric
 from nasforge.nn import bn_recalibrate
 
-
-def top_k_accuracy(
-    model: Callable[[torch.Tensor], torch.Tensor],
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    ks: Sequence[int] = (1,),
-    batch_size: int = 512,
-    device: Any = "cpu",
-) -> dict[int, float]:
-    """For each ``k`` in ``ks``, the percentage of samples whose label is among ``model``'s
-    ``k`` highest logits — all from one pass over the data."""
-    correct = dict.fromkeys(ks, 0)
-    with torch.inference_mode():
-        for i in range(0, len(y), batch_size):
-            logits = model(x[i : i + batch_size].to(device))
-            hits = logits.topk(max(ks), dim=1).indices.cpu() == y[i : i + batch_size, None]
-            for k in ks:
-                correct[k] += int(hits[:, :k].any(dim=1).sum())
-    return {k: 100.0 * c / max(1, len(y)) for k, c in correct.items()}
+from .metrics import top_k_accuracy
+from .training import fit_input
 
 
 class AccuracyOptions(BaseModel):
@@ -81,8 +60,6 @@ class AccuracyEstimator(Estimator):
         context.cache["calib"] = cx.to(context.device)
 
     def prepare(self, arch, context: EvalContext) -> None:
-        from .training import fit_input
-
         shape = self.space.input_shape(arch)
         calib = context.cache["calib"]
         size = self.config.calibration_batch_size
@@ -94,8 +71,6 @@ class AccuracyEstimator(Estimator):
         return self.evaluate_subnet(context.supernet, arch, context)
 
     def evaluate_subnet(self, subnet, arch, context: EvalContext) -> dict[str, float]:
-        from .training import fit_input
-
         shape = self.space.input_shape(arch)
         x, y = context.cache["val"]
 

@@ -25,20 +25,19 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from nasforge import Supernet
+from nasforge import Arch, SearchSpace, Supernet
 from nasforge.nn import (
     ElasticLinear,
     ElasticModule,
     ElasticSqueezeExcite,
     KernelMode,
+    Side,
     SqueezeExcite,
     elastic_batch_norm,
     elastic_conv,
     make_divisible,
     sort_channels,
 )
-from nasforge.nn.base import Side
-from nasforge.space import Arch, SearchSpace
 
 ActivationName = Literal["relu", "hswish", "none"]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from nasforge import Arch
 from nasforge.nn import make_divisible
-from nasforge.space import Arch
 
 from .blocks import (
     CNNSupernet,

@@ -16,14 +16,16 @@ plugins or running a table-backed search never imports it):
 
 from __future__ import annotations
 
-from nasforge import hookimpl
-from nasforge.plugins import lazy
+from nasforge import RegisterEstimator, RegisterSpace, RegisterTask, RegisterTrainer, hookimpl, lazy
 
 from .spaces import MobileNetV3Space, ResNetSpace
 
+#: registered only when ``nasforge[cnn]`` is installed (its datasets: pillow, mnist1d)
+requires_extra = "cnn"
+
 
 @hookimpl
-def register_spaces(register):
+def register_spaces(register: RegisterSpace) -> None:
     register(
         "cnn.mobilenetv3",
         MobileNetV3Space,
@@ -33,7 +35,7 @@ def register_spaces(register):
 
 
 @hookimpl
-def register_tasks(register):
+def register_tasks(register: RegisterTask) -> None:
     register("cnn.digits", lazy("nasforge_cnn.data:DigitsTask", "scikit-learn digits at 32x32"))
     register("cnn.mnist1d", lazy("nasforge_cnn.data:MNIST1DTask", "MNIST-1D, generated offline"))
     register(
@@ -44,7 +46,7 @@ def register_tasks(register):
 
 
 @hookimpl
-def register_trainers(register):
+def register_trainers(register: RegisterTrainer) -> None:
     register(
         "cnn.sandwich",
         lazy("nasforge_cnn.sandwich:SandwichTrainer", "sandwich rule + inplace distillation"),
@@ -56,7 +58,7 @@ def register_trainers(register):
 
 
 @hookimpl
-def register_estimators(register):
+def register_estimators(register: RegisterEstimator) -> None:
     register(
         "cnn.accuracy",
         lazy("nasforge_cnn.accuracy:AccuracyEstimator", "top-1/top-5 by weight sharing"),

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from nasforge import SearchSpace, Supernet, Task, TrainContext, Trainer
+from nasforge import SearchSpace, Supernet, Task, TrainContext, Trainer, load_checkpoint
 
 from .training import (
     EpochRunner,
@@ -142,9 +142,7 @@ class ProgressiveTrainer(Trainer):
             epoch, step = int(resume["epoch"]), int(resume["step"])
             teacher_state = resume.get("teacher")
         if opts.teacher_checkpoint and teacher_state is None:
-            from nasforge.engine.train import load_state
-
-            teacher_state = load_state(
+            teacher_state = load_checkpoint(
                 Path(opts.teacher_checkpoint).read_bytes(), opts.teacher_checkpoint
             )
         teacher = None

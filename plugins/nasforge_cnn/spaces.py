@@ -28,8 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from nasforge import Categorical, PerLayer, SearchSpace
-from nasforge.space import Dimension
+from nasforge import Categorical, Dimension, PerLayer, SearchSpace
 
 Activation = Literal["relu", "hswish"]
 

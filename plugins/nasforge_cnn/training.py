@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from nasforge import SearchSpace, Supernet, Task, TrainContext
 from nasforge.nn import bn_recalibrate
 
-from .accuracy import top_k_accuracy
+from .metrics import top_k_accuracy
 
 
 class TrainOptions(BaseModel):

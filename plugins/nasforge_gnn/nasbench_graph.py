@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from nasforge.errors import NasforgeError
+from nasforge import NasforgeError
 
 DATASETS = (
     "cora",

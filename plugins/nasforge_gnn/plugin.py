@@ -19,18 +19,25 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from nasforge import (
+    ArchError,
     Categorical,
     Estimator,
     EvalContext,
     Hardware,
     Metric,
     PerLayer,
+    RegisterEstimator,
+    RegisterHardware,
+    RegisterSpace,
     SearchSpace,
     hookimpl,
 )
-from nasforge.errors import ArchError
 
 from . import nasbench_graph as nbg
+
+#: registered only when ``nasforge[gnn]`` is installed (the NAS-Bench-Graph tables)
+requires_extra = "gnn"
+
 
 Dataset = Literal[
     "cora", "citeseer", "pubmed", "cs", "physics", "photo", "computers", "arxiv", "proteins"
@@ -135,7 +142,7 @@ class _TableLookup:
 
     def table(self, context: EvalContext) -> Iterator[tuple[dict, dict[str, float]]]:
         """Every measured arch, one per table row, with this component's metrics: the
-        :class:`nasforge.benchmark.Tabular` protocol that ``nasforge bench-search`` reads."""
+        :class:`nasforge.Tabular` protocol that ``nasforge bench-search`` reads."""
         table = self._table(context)
         dataset, bench_file = self.options["dataset"], self.options.get("bench_file")
         for link, ops, key in nbg.measured_archs(dataset, bench_file):
@@ -177,15 +184,15 @@ class NasBenchGraphCost(_TableLookup, Hardware):
 
 
 @hookimpl
-def register_spaces(register):
+def register_spaces(register: RegisterSpace) -> None:
     register("gnn.nasbench_graph", NasBenchGraphSpace)
 
 
 @hookimpl
-def register_estimators(register):
+def register_estimators(register: RegisterEstimator) -> None:
     register("gnn.nasbench_graph", NasBenchGraphAccuracy)
 
 
 @hookimpl
-def register_hardware(register):
+def register_hardware(register: RegisterHardware) -> None:
     register("gnn.nasbench_graph", NasBenchGraphCost)

@@ -19,8 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 from torch import nn
 
-from nasforge import Arch, EvalContext, Hardware, Metric, SearchSpace, Task
-from nasforge.engine.worker import cpu_name
+from nasforge import Arch, EvalContext, Hardware, Metric, SearchSpace, Task, cpu_name
 
 InputDtype = Literal["float32", "float16", "bfloat16", "int64"]
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")

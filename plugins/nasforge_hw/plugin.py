@@ -9,7 +9,10 @@ Registered names (each imports torch only when built):
 - ``hw.memory`` — ``peak_memory_mb``: weights + input + peak live activations of one
   inference (:mod:`nasforge_hw.memory`);
 - ``hw.latency_lut`` — ``latency_lut_ms``: latency summed from a per-unit look-up table
-  kept in the run directory (:mod:`nasforge_hw.lut`).
+  kept in the run directory (:mod:`nasforge_hw.lut`);
+
+and the command ``nasforge lut`` (:mod:`nasforge_hw.commands`), which builds a look-up table
+and reports its error against measured latency.
 
 They work with every space whose arch has a supernet to extract the subnet from; a tabular
 space (no model) is rejected when measured. The input shape comes from the space's
@@ -18,16 +21,28 @@ space (no model) is rejected when measured. The input shape comes from the space
 
 from __future__ import annotations
 
-from nasforge import hookimpl
-from nasforge.plugins import lazy
+from nasforge import RegisterCommand, RegisterHardware, hookimpl, lazy
 
 
 @hookimpl
-def register_hardware(register):
+def register_hardware(register: RegisterHardware) -> None:
     register("hw.macs", lazy("nasforge_hw.counting:MacsModel", "MACs and parameters"))
     register("hw.latency", lazy("nasforge_hw.latency:LatencyModel", "measured median latency"))
     register("hw.memory", lazy("nasforge_hw.memory:MemoryModel", "peak inference memory"))
     register(
         "hw.latency_lut",
         lazy("nasforge_hw.lut:LatencyLutModel", "latency from a per-unit look-up table"),
+    )
+
+
+@hookimpl
+def register_commands(register: RegisterCommand) -> None:
+    from .commands import lut_arguments, run_lut
+
+    register(
+        "lut",
+        run_lut,
+        arguments=lut_arguments,
+        help="build the latency look-up table of an experiment's space and report its error "
+        "against measured latency",
     )

@@ -35,7 +35,7 @@ class DigitsMLPAccuracy(Estimator):
     space_types = (MLPSpace,)
 
     def __init__(self, space: MLPSpace, **options: Any):
-        super().__init__(space, **self.Options.model_validate(options).model_dump())
+        super().__init__(space, **options)  # validated against Options: self.options
         self.metrics = {
             "digits_acc": Metric(
                 "digits_acc", "", "maximize", "validation accuracy on digits (fraction)"

@@ -26,10 +26,10 @@ class MLPParams(Hardware):
     space_types = (MLPSpace,)
 
     def __init__(self, space: MLPSpace, **options: Any):
-        super().__init__(space, **self.Options.model_validate(options).model_dump())
+        super().__init__(space, **options)  # validated against Options: self.options
         self.metrics = {"params": Metric("params", "", "minimize", "trainable parameters")}
 
-    def measure(self, arch: Arch, subnet: Any, context: EvalContext) -> dict[str, float]:
+    def measure(self, arch: Arch, subnet: object, context: EvalContext) -> dict[str, float]:
         sizes = self.space.layer_sizes(arch)
         count = sum((fan_in + 1) * fan_out for fan_in, fan_out in pairwise(sizes))
         return {"params": float(count)}

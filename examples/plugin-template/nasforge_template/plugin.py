@@ -1,7 +1,8 @@
 """The ``nasforge_template`` plugin: the hooks nasforge calls, and nothing else.
 
 This module is what the ``nasforge`` entry point in ``pyproject.toml`` names. nasforge
-imports it and calls each ``@hookimpl`` with a ``register(name, factory)`` callback.
+imports it and calls each ``@hookimpl`` with a typed ``register(name, factory)`` callback
+(the whole plugin surface is ``docs/plugins.md`` in the nasforge repository).
 Names are ``<prefix>.<thing>`` and must be unique across every installed plugin.
 
 Registered names:
@@ -13,7 +14,7 @@ Registered names:
 
 from __future__ import annotations
 
-from nasforge import hookimpl
+from nasforge import RegisterEstimator, RegisterHardware, RegisterSpace, hookimpl
 
 from .estimator import DigitsMLPAccuracy
 from .hardware import MLPParams
@@ -21,15 +22,15 @@ from .space import MLPSpace
 
 
 @hookimpl
-def register_spaces(register):
+def register_spaces(register: RegisterSpace) -> None:
     register("template.mlp", MLPSpace)
 
 
 @hookimpl
-def register_estimators(register):
+def register_estimators(register: RegisterEstimator) -> None:
     register("template.digits_mlp", DigitsMLPAccuracy)
 
 
 @hookimpl
-def register_hardware(register):
+def register_hardware(register: RegisterHardware) -> None:
     register("template.params", MLPParams)

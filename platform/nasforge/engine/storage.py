@@ -25,8 +25,8 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage
 
-from ..config import SECRET_QUERY_KEYS
 from ..errors import StudyError
+from ..experiment import SECRET_QUERY_KEYS
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import Plan, parse_experiment, resolve
+from ..devices import trial_device
+from ..plan import Plan
 from ..sdk import Estimator, EvalContext
 
 _evaluators: dict[str, Evaluator] = {}
@@ -43,11 +44,11 @@ class Evaluator:
     ) -> Evaluator:
         """Resolve the experiment and set every component up; ``weights`` is ``[ref]`` to
         the supernet's state-dict bytes in the object store (or ``[bytes]``) when it has one."""
-        plan = resolve(parse_experiment(experiment))
-        device, device_name = _device()
+        plan = Plan.from_json(experiment)
+        device, device_name = trial_device()
         supernet = None
         if weights:
-            from .train import load_state, supernet_from_state
+            from .weights import load_state, supernet_from_state
 
             blob = weights[0]
             if not isinstance(blob, bytes):
@@ -127,43 +128,6 @@ def _checked(component: Any, produced: Any) -> dict[str, float]:
             raise ValueError(f"{name} returned a non-finite {key}: {value}")
         out[key] = value
     return out
-
-
-def _device() -> tuple[str, str]:
-    """The device trials run on here: the GPU Ray assigned to this worker, else the CPU.
-
-    torch is only consulted when a GPU is assigned or a plugin already imported it, so
-    table-backed searches do not pay its import on every worker.
-    """
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is None:
-        try:
-            import ray
-
-            gpus = ray.get_gpu_ids() if ray.is_initialized() else []
-        except Exception:
-            gpus = []
-        if gpus:
-            import torch
-    if torch is not None and torch.cuda.is_available():
-        return "cuda", torch.cuda.get_device_name(torch.cuda.current_device())
-    return "cpu", cpu_name()
-
-
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux), else the machine type."""
-    import platform
-
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "cpu"
 
 
 def evaluator_for(

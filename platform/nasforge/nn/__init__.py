@@ -36,7 +36,7 @@ What lives where:
   :func:`make_divisible`.
 """
 
-from .base import ElasticModule, make_divisible
+from .base import ElasticModule, Side, make_divisible
 from .calibration import bn_recalibrate
 from .conv import (
     ElasticConv1d,
@@ -64,6 +64,7 @@ __all__ = [
     "ElasticModule",
     "ElasticSqueezeExcite",
     "KernelMode",
+    "Side",
     "SqueezeExcite",
     "bn_recalibrate",
     "centre_crop",

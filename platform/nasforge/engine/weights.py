@@ -1,0 +1,124 @@
+"""A run's supernet weights on disk: where they live, and loading them safely.
+
+``RUN_DIR/supernet/`` holds the trained weights (``final.pt``, a plain state dict) and Ray
+Train's checkpoints (``state.pt`` + ``epoch.json`` each). Every load goes through
+:func:`load_state`, ``torch.load(weights_only=True)`` with one clear error naming the file:
+a truncated, corrupt or tampered checkpoint is refused, never executed or half-loaded.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import NasforgeError
+
+if TYPE_CHECKING:
+    from ..plan import Plan
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.pt"
+EPOCH_FILE = "epoch.json"
+
+
+def supernet_dir(run_dir: Path) -> Path:
+    """Where a run keeps its supernet: checkpoints, final weights, metrics."""
+    return Path(run_dir) / "supernet"
+
+
+def final_weights(run_dir: Path) -> Path:
+    """The trained supernet's state dict of a run."""
+    return supernet_dir(run_dir) / "final.pt"
+
+
+def load_state(source: bytes | str | Path, what: str) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` with a clear error naming ``what`` on failure.
+
+    A checkpoint that is not a plain state (truncated, corrupt, or a pickle that would run
+    code) is refused rather than half-loaded.
+    """
+    import torch
+
+    try:
+        stream = io.BytesIO(source) if isinstance(source, bytes) else source
+        state = torch.load(stream, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NasforgeError(
+            f"{what}: not a loadable checkpoint ({type(exc).__name__}: {first})"
+        ) from None
+    if not isinstance(state, dict):
+        raise NasforgeError(f"{what}: expected a state dict, found {type(state).__name__}")
+    return state
+
+
+def save_atomic(state: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def trained_weights(run_dir: Path) -> bytes:
+    """The bytes of a run's trained supernet weights, checked to load as a plain state
+    (a missing, corrupt or tampered ``final.pt`` is one clear error naming the file)."""
+    path = final_weights(run_dir)
+    if not path.exists():
+        raise NasforgeError(
+            f"{path}: no trained supernet: run `nasforge train` (or `nasforge run`) first"
+        )
+    blob = path.read_bytes()
+    load_state(blob, str(path))
+    return blob
+
+
+def supernet_from_state(plan: Plan, state: dict[str, Any], device: str, what: str) -> Any:
+    """Build the plan's supernet and load ``state`` into it (strict), in eval mode."""
+    supernet = plan.build_supernet()
+    try:
+        supernet.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise NasforgeError(f"{what}: does not match this experiment's supernet: {first}") from None
+    return supernet.to(device).eval()
+
+
+def latest_checkpoint_state(root: Path, restored: Any = None) -> dict[str, Any] | None:
+    """The state of the newest complete checkpoint: Ray Train's restored one, or a newer
+    one found under ``root`` (a kill can land after a checkpoint is stored but before Ray
+    Train's own record of it is); unreadable (half-copied) checkpoints are skipped."""
+    candidates: list[tuple[int, Path]] = []
+    for folder in root.glob("checkpoint_*"):
+        try:
+            epoch = int(json.loads((folder / EPOCH_FILE).read_text())["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        candidates.append((epoch, folder))
+    if restored is not None:
+        with restored.as_directory() as folder:
+            try:
+                state = load_state(Path(folder, STATE_FILE).read_bytes(), f"checkpoint {folder}")
+                if all(epoch <= int(state.get("epoch", 0)) for epoch, _ in candidates):
+                    return state
+            except NasforgeError as exc:
+                log.warning("%s; skipped", exc)
+    for _, folder in sorted(candidates, reverse=True):
+        try:
+            return load_state((folder / STATE_FILE).read_bytes(), f"checkpoint {folder}")
+        except (OSError, NasforgeError) as exc:
+            log.warning("%s; skipped for an older checkpoint", exc)
+    return None

@@ -1,0 +1,93 @@
+"""``nasforge export``: one trial of a run written to ``RUN_DIR/subnets/<trial>/``.
+
+``arch.json`` holds the trial's arch, its metrics and the space it belongs to. With a
+format, the trial's static subnet is also written (:func:`nasforge.export.export_subnet`,
+TorchScript or ONNX) and the written file is scored by every estimator that can score a
+static model (``Estimator.evaluate_subnet``), so the export is checked to reproduce the
+trial, not just to load.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import NasforgeError
+from .plan import Plan
+
+
+@dataclass
+class TrialExport:
+    """What :func:`export_trial` wrote: the record, where, and what the file scored."""
+
+    record: dict[str, Any]
+    arch_file: Path
+    model_file: Path | None = None
+    reproduced: dict[str, float] = field(default_factory=dict)
+
+
+def export_trial(run_dir: Path, number: int, fmt: str | None = None) -> TrialExport:
+    """Export COMPLETE trial ``number`` of the run in ``run_dir`` (``fmt``: ``torchscript``
+    or ``onnx`` to also write its static subnet)."""
+    from .report import load_run
+
+    plan, study = load_run(run_dir)
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    trial = trials.get(number)
+    if trial is None or trial.state.name != "COMPLETE":
+        raise NasforgeError(f"{run_dir}: trial {number} does not exist or did not complete")
+    out = run_dir / "subnets" / str(number)
+    out.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {
+        "trial": trial.number,
+        "arch": trial.user_attrs["arch"],
+        "metrics": {m: trial.user_attrs.get(m) for m in plan.metrics},
+        "space": plan.experiment.space.model_dump(),
+    }
+    result = TrialExport(record, out / "arch.json")
+    if fmt:
+        result.model_file, result.reproduced, record["export"] = _export_model(
+            plan, run_dir, record, out, fmt
+        )
+    result.arch_file.write_text(json.dumps(record, indent=2))
+    return result
+
+
+def _export_model(
+    plan: Plan, run_dir: Path, record: dict[str, Any], out: Path, fmt: str
+) -> tuple[Path, dict[str, float], dict[str, Any]]:
+    """Write the trial's static subnet as ``fmt``, then score the written file with the
+    estimators that can score a static model."""
+    if plan.supernet_factory is None or plan.experiment.train is None:
+        raise NasforgeError(
+            f"{run_dir}: --format needs a supernet; space '{plan.experiment.space.name}' "
+            "has none (the arch and metrics are exported without it)"
+        )
+    import torch
+
+    from .engine.weights import trained_weights
+    from .engine.worker import Evaluator
+    from .export import export_subnet, load_exported
+
+    evaluator = Evaluator.build(plan.to_json(), str(run_dir), [trained_weights(run_dir)])
+    arch = evaluator.plan.space.validate(record["arch"])
+    subnet = evaluator.subnet(arch, record["trial"])
+    shape = evaluator.plan.space.input_shape(arch)
+    example = torch.randn(1, *shape, device=evaluator.contexts[0].device)
+    written = export_subnet(subnet, example, out, fmt)
+    model = load_exported(written)
+    reproduced: dict[str, float] = {}
+    for estimator, context in zip(evaluator.plan.estimators, evaluator.contexts, strict=False):
+        try:
+            reproduced.update(estimator.evaluate_subnet(model, arch, context))
+        except NotImplementedError:
+            continue
+    summary = {
+        "format": fmt,
+        "file": written.name,
+        "input_shape": list(shape),
+        "metrics": reproduced,
+    }
+    return written, reproduced, summary
