@@ -114,17 +114,19 @@ def build_registered(
     options_path: str,
     reg: Registry,
     options: Mapping[str, Any],
+    expected: type,
     **kwargs: Any,
 ) -> Any:
     """Look ``name`` up among ``kind``, validate ``options`` against its ``Options`` model
-    and build it; errors name ``name_path`` or ``options_path`` (YAML paths)."""
+    and build it, checking it is an ``expected``; errors name ``name_path`` or
+    ``options_path`` (YAML paths), or the plugin that built something else."""
     try:
         item = reg.get(kind, name)
     except KeyError as exc:
         raise ConfigError(name_path, exc.args[0]) from None
     opts = _options(item, options, options_path)
     try:
-        return item.factory(**kwargs, **opts)
+        built = item.factory(**kwargs, **opts)
     except (ConfigError, PluginError):
         raise
     except (ValueError, TypeError) as exc:
@@ -134,6 +136,12 @@ def build_registered(
             f"{kind} '{name}' from plugin {item.origin} raised while being built: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
+    if not isinstance(built, expected):
+        raise PluginError(
+            f"{kind} '{name}' from plugin {item.origin} built a {type(built).__name__}, "
+            f"expected {expected.__name__}"
+        )
+    return built
 
 
 def _check_fits(component: Component, space: SearchSpace, path: str, name: str, kind: str) -> None:
@@ -191,13 +199,9 @@ def _space(
     experiment: Experiment, reg: Registry
 ) -> tuple[SearchSpace, Callable[[SearchSpace], Supernet] | None]:
     spec = experiment.space
-    space = build_registered("space", spec.name, "space.name", "space.options", reg, spec.options)
-    if not isinstance(space, SearchSpace):
-        origin = reg.get("space", spec.name).origin
-        raise PluginError(
-            f"space '{spec.name}' from plugin {origin} built a "
-            f"{type(space).__name__}, not a SearchSpace"
-        )
+    space = build_registered(
+        "space", spec.name, "space.name", "space.options", reg, spec.options, SearchSpace
+    )
     return space, reg.get("space", spec.name).extras.get("supernet")
 
 
@@ -205,9 +209,7 @@ def _task(experiment: Experiment, reg: Registry, space: SearchSpace) -> Task | N
     spec = experiment.task
     if spec is None:
         return None
-    task = build_registered("task", spec.name, "task.name", "task.options", reg, spec.options)
-    if not isinstance(task, Task):
-        raise PluginError(f"task '{spec.name}' did not build a Task")
+    task = build_registered("task", spec.name, "task.name", "task.options", reg, spec.options, Task)
     check_task = getattr(space, "check_task", None)
     if check_task is not None:
         try:
@@ -230,10 +232,8 @@ def _trainer(
     if train is None:
         return None
     trainer = build_registered(
-        "trainer", train.trainer, "train.trainer", "train.options", reg, train.options
+        "trainer", train.trainer, "train.trainer", "train.options", reg, train.options, Trainer
     )
-    if not isinstance(trainer, Trainer):
-        raise PluginError(f"trainer '{train.trainer}' did not build a Trainer")
     if supernet_factory is None:
         raise ConfigError(
             "train.trainer",
@@ -256,10 +256,9 @@ def _components(
         for i, spec in enumerate(getattr(experiment, section)):
             path = f"{section}[{i}]"
             component = build_registered(
-                kind, spec.name, f"{path}.name", f"{path}.options", reg, spec.options, space=space
-            )
-            if not isinstance(component, base):
-                raise PluginError(f"{kind} '{spec.name}' did not build a {base.__name__}")
+                kind, spec.name, f"{path}.name", f"{path}.options", reg, spec.options, base,
+                space=space,
+            )  # fmt: skip
             _check_fits(component, space, f"{path}.name", spec.name, kind)
             if component.requires_supernet and experiment.train is None:
                 raise ConfigError(
@@ -336,8 +335,9 @@ def _strategy(
             except ArchError as exc:
                 raise ConfigError(f"search.initial_archs[{i}]", str(exc)) from None
     strategy = build_registered(
-        "strategy", search.strategy, "search.strategy", "search.options", reg, search.options
-    )
+        "strategy", search.strategy, "search.strategy", "search.options", reg, search.options,
+        Strategy,
+    )  # fmt: skip
     if len(objectives) > 1 and not strategy.multi_objective:
         raise ConfigError(
             "search.strategy",

@@ -592,3 +592,24 @@ def test_the_first_party_plugins_declare_their_extras():
     assert nasforge_gnn.plugin.requires_extra == "gnn"
     extras = distribution("nasforge").metadata.get_all("Provides-Extra")
     assert {"cnn", "gnn", "onnx", "all", "dev"} <= set(extras)
+
+
+def test_a_factory_that_builds_the_wrong_type_names_its_plugin():
+    from nasforge.experiment import parse_experiment
+    from nasforge.plan import resolve
+
+    class WrongEstimator:
+        @hookimpl
+        def register_estimators(self, register):
+            register("local.not_an_estimator", lambda space, **options: {"acc": 1.0})
+
+    reg = build_registry(extra_plugins=[("local", WrongEstimator())])
+    experiment = parse_experiment(
+        {"name": "x", "space": {"name": "gnn.nasbench_graph"},
+         "estimators": [{"name": "local.not_an_estimator"}],
+         "objectives": [{"metric": "acc", "direction": "maximize"}],
+         "search": {"n_trials": 1}}
+    )  # fmt: skip
+    with pytest.raises(PluginError, match=r"^estimator 'local.not_an_estimator' from plugin "
+                       r"local built a dict, expected Estimator$"):  # fmt: skip
+        resolve(experiment, reg)

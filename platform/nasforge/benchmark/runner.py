@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from ..errors import ConfigError, PluginError
+from ..errors import ConfigError
 from ..free_metrics import FreeMetrics, build_sampler
 from ..pareto import Front2D
 from ..plan import Plan
@@ -145,10 +145,9 @@ def build_strategies(
         given = dict(search.options) if name == search.strategy else {}
         given.update(options.get(name, {}))
         strategy = build_registered(
-            "strategy", name, "--strategies", f"--strategy-option {name}", plan.registry, given
-        )
-        if not isinstance(strategy, Strategy):
-            raise PluginError(f"strategy '{name}' did not build a Strategy")
+            "strategy", name, "--strategies", f"--strategy-option {name}", plan.registry, given,
+            Strategy,
+        )  # fmt: skip
         strategies[name] = strategy
     unknown = sorted(set(options) - set(names))
     if unknown:
