@@ -271,3 +271,24 @@ def test_make_divisible_and_clear_errors():
         ElasticConv2d(4, 8, 3, kernel_mode="bilinear")
     with pytest.raises(ValueError, match="in_channels=9"):
         conv.extract(9)
+
+
+@pytest.mark.parametrize("stride,dilation", [(1, 1), (2, 1), (1, 2)])
+def test_the_fast_1d_depthwise_convolution_equals_conv1d_in_value_and_gradient(stride, dilation):
+    import torch.nn.functional as F
+
+    from nasforge.nn.conv import depthwise_conv1d
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 6, 17, requires_grad=True)
+    w = torch.randn(6, 1, 5, requires_grad=True)
+    b = torch.randn(6, requires_grad=True)
+    padding = dilation * 2
+    fast = depthwise_conv1d(x, w, b, stride, padding, dilation, 6)
+    slow = F.conv1d(x, w, b, stride, padding, dilation, 6)
+    assert fast.shape == slow.shape and fast.is_contiguous()
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+    grads_fast = torch.autograd.grad(fast.square().sum(), (x, w, b))
+    grads_slow = torch.autograd.grad(slow.square().sum(), (x, w, b))
+    for a, c in zip(grads_fast, grads_slow, strict=True):
+        torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-4)

@@ -29,6 +29,25 @@ from .base import ElasticModule, Side, check_active, permute_weight_and_bias
 
 KernelMode = Literal["transform", "crop"]
 _CONV = {1: F.conv1d, 2: F.conv2d}
+
+
+def depthwise_conv1d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: int,
+    padding: int,
+    dilation: int,
+    groups: int,
+) -> torch.Tensor:
+    """``F.conv1d`` for a depthwise convolution, run as a ``1 x k`` 2-D one on a
+    channels-last view: the same result, with a CPU backward several times faster (PyTorch's
+    1-D depthwise kernels have no fast path)."""
+    x2 = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+    out = F.conv2d(x2, weight.unsqueeze(2), bias, (1, stride), (0, padding), (1, dilation), groups)
+    return out.squeeze(2).contiguous()
+
+
 _STATIC_CONV = {1: nn.Conv1d, 2: nn.Conv2d}
 
 
@@ -103,7 +122,7 @@ class _ElasticConvNd(ElasticModule):
             )
         self.active_out_channels = max_out_channels
         self.active_kernel_size = self.max_kernel_size
-        self._conv = _CONV[self.dims]
+        self._conv = depthwise_conv1d if self.dims == 1 and self.depthwise else _CONV[self.dims]
         self._cache: tuple[list, torch.Tensor] | None = None
         self.reset_parameters()
 
