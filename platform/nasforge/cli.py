@@ -1,7 +1,8 @@
 """The ``nasforge`` command line.
 
 ``run`` (train -> search -> report) and the phases alone: ``validate``, ``train``,
-``search``, ``report``, ``export``, ``dashboard``, ``plugins``, ``env``; ``bench-search``
+``search``, ``report``, ``export``; ``fidelity`` (the supernet's ranking against standalone
+training), ``dashboard``, ``plugins``, ``env``; ``bench-search``
 (strategies scored against a tabular space's whole table); on a Ray cluster,
 ``submit`` and ``jobs list|status|logs|stop``; and the commands plugins add
 (``register_commands``, e.g. ``nasforge lut`` from ``nasforge_hw``). This module parses
@@ -38,7 +39,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if exp.task is not None:
         print(f"  task       {exp.task.name} (input {tuple(plan.task.input_shape)}, "
               f"{plan.task.num_classes} classes)")  # fmt: skip
-    if exp.train is not None:
+    if exp.train is not None and exp.train.sweep is not None:
+        sweep = exp.train.sweep
+        print(
+            f"  train      sweep of {len(exp.train.recipes())} recipes (from {exp.train.trainer}),"
+            f" {sweep.workers_per_trial} Ray Train worker(s) each, ASHA after "
+            f"{sweep.grace_period} epoch(s)"
+        )
+    elif exp.train is not None:
         workers = plan.trainer.options.get("num_workers", 1)
         print(f"  train      {exp.train.trainer} on {workers} Ray Train worker(s)")
     print(f"  objectives {objectives}")
@@ -120,6 +128,36 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     _report(Path(args.run_dir))
+    return 0
+
+
+def cmd_fidelity(args: argparse.Namespace) -> int:
+    from .fidelity import describe_agreement, run_fidelity
+
+    report = run_fidelity(
+        args.run_dir,
+        archs=args.archs,
+        source=args.source,
+        epochs=args.epochs,
+        workers=args.workers,
+        concurrency=args.concurrency,
+        seed=args.seed,
+    )
+    kept = len(report.rows) - report.trained
+    print(
+        f"fidelity: {len(report.rows)} archs ({report.trained} trained alone now, {kept} "
+        f"kept from before), {report.train_s:.0f}s of standalone training in "
+        f"{report.wall_s:.0f}s"
+    )
+    if report.busy is not None:
+        print(
+            f"  {report.concurrency} archs at once kept the trials {report.busy:.0%} busy "
+            f"over {report.training_wall_s:.0f}s"
+        )
+    for metric, stats in report.agreement.items():
+        print("\n".join(describe_agreement(metric, stats)))
+    for path in report.files:
+        print(f"  {path}")
     return 0
 
 
@@ -423,6 +461,33 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
     p.add_argument("experiment")
     p = add("report", cmd_report, "write trials.csv, pareto.csv/json/png of a run")
     p.add_argument("run_dir")
+    p = add(
+        "fidelity",
+        cmd_fidelity,
+        "train archs alone (Ray Tune trials in parallel) and measure how well the supernet "
+        "ranks them: Kendall tau / Spearman rho with bootstrap intervals, top-k overlap, "
+        "per-arch gap; fidelity.csv/json/png in the run directory; resumable",
+    )
+    p.add_argument("run_dir")
+    p.add_argument("--archs", type=int, default=16, metavar="K", help="archs to train (16)")
+    p.add_argument(
+        "--from",
+        dest="source",
+        default="spread",
+        metavar="spread|pareto|ARCHS.json",
+        help="spread over cost and space, the front included (default); the Pareto front; "
+        "or a JSON list of archs",
+    )
+    p.add_argument("--epochs", type=int, help="standalone epochs (default: the recipe's)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="Ray Train workers per arch (default 1: archs train side by side, each on the "
+        "recipe's global batch)",
+    )
+    p.add_argument("--concurrency", type=int, help="archs at once (default: what fits)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the arch choice and bootstrap")
     p = add(
         "export",
         cmd_export,

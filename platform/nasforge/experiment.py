@@ -34,13 +34,73 @@ class ComponentSpec(_Model):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class RecipeSpec(_Model):
+    """One alternative of a sweep: a trainer (default: the experiment's) and options. With
+    the experiment's trainer the options are merged over ``train.options``; with another
+    trainer they stand alone."""
+
+    trainer: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class SweepSpec(_Model):
+    """``train.sweep``: supernet recipes trained side by side as Ray Tune trials, ASHA
+    stopping the weak ones early on the supernet's per-epoch quality (the mean quality of
+    ``quality_archs`` fixed subnets spread over the space); the best recipe's weights
+    become the experiment's supernet."""
+
+    recipes: list[RecipeSpec] = Field(default_factory=lambda: [RecipeSpec()], min_length=1)
+    grid: dict[str, list[Any]] = Field(
+        default_factory=dict, description="option -> values, crossed with every recipe"
+    )
+    n_trials: StrictInt | None = Field(
+        None, ge=1, description="a seeded sample of this many combinations (default: all)"
+    )
+    workers_per_trial: StrictInt = Field(1, ge=1, description="Ray Train workers per recipe")
+    concurrency: StrictInt | None = Field(None, ge=1, description="default: what fits")
+    quality_archs: StrictInt = Field(8, ge=1)
+    grace_period: StrictInt = Field(1, ge=1, description="ASHA: epochs before any stop")
+    reduction_factor: float = Field(2.0, gt=1, description="ASHA: keep 1/this at each rung")
+
+    @field_validator("grid")
+    @classmethod
+    def _values_given(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        empty = sorted(name for name, values in grid.items() if not values)
+        if empty:
+            raise ValueError(f"every grid option needs at least one value: {empty}")
+        return grid
+
+
 class TrainSpec(_Model):
-    """Supernet training: which trainer, its options, the seed every rank shares."""
+    """Supernet training: which trainer, its options, the seed every rank shares; with a
+    ``sweep``, the recipes to try (see :class:`SweepSpec`)."""
 
     trainer: str
     options: dict[str, Any] = Field(default_factory=dict)
     seed: StrictInt = 0
     max_retries: StrictInt = Field(2, ge=0)
+    sweep: SweepSpec | None = None
+
+    def recipes(self) -> list[dict[str, Any]]:
+        """Every recipe of the sweep as ``{"trainer", "options"}`` (just this one without
+        a sweep): each recipe crossed with the grid, then the seeded ``n_trials`` sample."""
+        import itertools
+        import random
+
+        if self.sweep is None:
+            return [{"trainer": self.trainer, "options": dict(self.options)}]
+        names = list(self.sweep.grid)
+        out = []
+        for recipe in self.sweep.recipes:
+            trainer = recipe.trainer or self.trainer
+            base = dict(self.options) if trainer == self.trainer else {}
+            for values in itertools.product(*(self.sweep.grid[n] for n in names)):
+                options = {**base, **recipe.options, **dict(zip(names, values, strict=True))}
+                out.append({"trainer": trainer, "options": options})
+        if self.sweep.n_trials is not None and self.sweep.n_trials < len(out):
+            chosen = sorted(random.Random(self.seed).sample(range(len(out)), self.sweep.n_trials))
+            out = [out[i] for i in chosen]
+        return out
 
 
 class ObjectiveSpec(_Model):

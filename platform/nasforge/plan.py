@@ -241,6 +241,12 @@ def _trainer(
         )
     if task is None:
         raise ConfigError("train", "training a supernet needs data: add a 'task' section")
+    if train.sweep is not None:  # every recipe must build, before any of them trains
+        for i, recipe in enumerate(train.recipes()):
+            where = f"train.sweep (recipe {i}: {recipe['trainer']} {recipe['options']})"
+            build_registered(
+                "trainer", recipe["trainer"], where, where, reg, recipe["options"], Trainer
+            )
     return trainer
 
 

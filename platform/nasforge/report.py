@@ -53,6 +53,22 @@ def _feasible(trial: optuna.trial.FrozenTrial) -> bool:
     return all(c <= 0 for c in trial.constraints.values())
 
 
+def front_trials(plan: Plan, trials: list[optuna.trial.FrozenTrial]) -> list[Any]:
+    """The feasible non-dominated COMPLETE trials, one per distinct arch (duplicates
+    left out), sorted by the first objective (best first)."""
+    objectives = plan.objectives
+    candidates = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE and _feasible(t) and "duplicate_of" not in t.user_attrs
+    ]
+    values = np.array([t.values for t in candidates]).reshape(len(candidates), len(objectives))
+    mask = pareto_mask(values, [o.direction for o in objectives])
+    front = [t for t, on in zip(candidates, mask, strict=True) if on]
+    front.sort(key=lambda t: t.values[0], reverse=objectives[0].direction == "maximize")
+    return front
+
+
 def write_report(run_dir: str | Path, *, plan: Plan | None = None) -> Report:
     """Write ``trials.csv``, ``pareto.csv``, ``pareto.json`` and ``pareto.png``."""
     import pandas as pd
@@ -82,12 +98,7 @@ def write_report(run_dir: str | Path, *, plan: Plan | None = None) -> Report:
     table.to_csv(run_dir / "trials.csv", index=False)
 
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    candidates = [t for t in complete if _feasible(t) and "duplicate_of" not in t.user_attrs]
-    values = np.array([t.values for t in candidates]).reshape(len(candidates), len(objectives))
-    mask = pareto_mask(values, [o.direction for o in objectives])
-    front = [t for t, on in zip(candidates, mask, strict=True) if on]
-    first = objectives[0]
-    front.sort(key=lambda t: t.values[0], reverse=first.direction == "maximize")
+    front = front_trials(plan, trials)
     pareto = [
         {
             "number": t.number,

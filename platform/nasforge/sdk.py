@@ -306,6 +306,11 @@ class TrainContext:
     ``sync_gradients(parameters)`` averages gradients over ranks (no-op on one worker).
     ``seed`` is the experiment's seed: derive per-step randomness from ``(seed, step)``
     so that every rank samples the same subnets.
+
+    ``arch`` set means *standalone training* (``nasforge fidelity``): train that one arch
+    alone, from the weights as built, with the trainer's own recipe and sampling switched
+    off (no other subnets, no distillation from them), for ``epochs`` epochs when set, else
+    the recipe's own total. Only trainers that set :attr:`Trainer.trains_standalone` get it.
     """
 
     rank: int
@@ -317,6 +322,8 @@ class TrainContext:
     report: Callable[[Mapping[str, float]], None]
     sync_gradients: Callable[[Iterable[torch.nn.Parameter]], None]
     run_dir: Path | None = None
+    arch: dict[str, Any] | None = None
+    epochs: int | None = None
 
 
 class Trainer(Configurable, ABC):
@@ -325,6 +332,16 @@ class Trainer(Configurable, ABC):
     ``num_workers`` (how many Ray Train workers) and ``use_gpu`` are read from the
     trainer's options by the engine when present.
     """
+
+    #: ``True`` when :meth:`fit` honours :attr:`TrainContext.arch` (train one arch alone):
+    #: what ``nasforge fidelity`` needs to compare weight sharing with standalone training
+    trains_standalone: bool = False
+
+    def standalone_recipe(self, space: SearchSpace) -> dict[str, Any]:
+        """What shapes this trainer's standalone training of an arch (plain JSON data):
+        fidelity checks of supernets trained with different recipes share their standalone
+        runs when this is equal. The default, every option, never shares wrongly."""
+        return dict(self.options)
 
     @abstractmethod
     def fit(self, supernet: Supernet, task: Task, context: TrainContext) -> None:

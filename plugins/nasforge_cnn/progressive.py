@@ -29,6 +29,7 @@ from .training import (
     distillation_loss,
     fit_input,
     make_optimizer,
+    standalone_recipe,
     step_rng,
     warmup_cosine,
 )
@@ -116,6 +117,7 @@ class ProgressiveTrainer(Trainer):
     knowledge distillation and channel re-sorting between phases."""
 
     Options = ProgressiveOptions
+    trains_standalone = True
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -125,6 +127,9 @@ class ProgressiveTrainer(Trainer):
         """The phases this trainer runs on ``space``."""
         return self.config.phases or default_phases(space, self.config.epochs)
 
+    def standalone_recipe(self, space: SearchSpace) -> dict:
+        return standalone_recipe(self.config, sum(p.epochs for p in self.phases(space)))
+
     def fit(self, supernet: Supernet, task: Task, context: TrainContext) -> None:
         opts = self.config
         space = supernet.space
@@ -132,6 +137,9 @@ class ProgressiveTrainer(Trainer):
         spaces = [phase_space(space, p) for p in phases]  # fail before any work
         total = sum(p.epochs for p in phases)
         runner = EpochRunner(supernet, space, task, context, opts)
+        if context.arch is not None:
+            runner.fit_alone(context.arch, context.epochs or total)
+            return
         model = runner.model
         steps = runner.steps_per_epoch()
 
@@ -207,7 +215,7 @@ class ProgressiveTrainer(Trainer):
                 if soft is not None and opts.kd_ratio > 0:
                     loss = loss + opts.kd_ratio * distillation_loss(logits, soft)
                 loss.backward()
-                total += float(loss)
+                total += float(loss.detach())
             return total / phase.subnets_per_step
 
         return train_step

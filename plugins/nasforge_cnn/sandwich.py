@@ -23,9 +23,8 @@ from .training import (
     TrainOptions,
     distillation_loss,
     fit_input,
-    make_optimizer,
+    standalone_recipe,
     step_rng,
-    warmup_cosine,
 )
 
 
@@ -43,25 +42,24 @@ class SandwichTrainer(Trainer):
     distillation, as in BigNAS / AttentiveNAS."""
 
     Options = SandwichOptions
+    trains_standalone = True
 
     def __init__(self, **options):
         super().__init__(**options)
         self.config = SandwichOptions(**options)
 
+    def standalone_recipe(self, space) -> dict:
+        return standalone_recipe(self.config, self.config.epochs)
+
     def fit(self, supernet: Supernet, task: Task, context: TrainContext) -> None:
         opts = self.config
         space = supernet.space
         runner = EpochRunner(supernet, space, task, context, opts)
+        if context.arch is not None:
+            runner.fit_alone(context.arch, context.epochs or opts.epochs)
+            return
         model = runner.model
-        steps = runner.steps_per_epoch()
-        optimizer = make_optimizer(model, opts)
-        scheduler = warmup_cosine(optimizer, int(opts.warmup_epochs * steps), opts.epochs * steps)
-        start_epoch, step = 0, 0
-        if context.resume is not None:
-            model.load_state_dict(context.resume["model"])
-            optimizer.load_state_dict(context.resume["optimizer"])
-            scheduler.load_state_dict(context.resume["scheduler"])
-            start_epoch, step = int(context.resume["epoch"]), int(context.resume["step"])
+        optimizer, scheduler, start_epoch, step = runner.single_schedule(opts.epochs)
         largest, smallest = space.largest(), space.smallest()
 
         def train_step(x: torch.Tensor, y: torch.Tensor, step: int) -> float:
@@ -78,7 +76,7 @@ class SandwichTrainer(Trainer):
                 else:
                     loss = distillation_loss(logits, teacher)
                 loss.backward()
-                total += float(loss)
+                total += float(loss.detach())
             return total / len(archs)
 
         for epoch in range(start_epoch, opts.epochs):

@@ -46,6 +46,19 @@ class TrainOptions(BaseModel):
     )  # fmt: skip
 
 
+def standalone_recipe(options: TrainOptions, epochs: int) -> dict[str, Any]:
+    """What :meth:`EpochRunner.fit_alone` trains with: equal recipes train equal archs
+    alike, whatever the supernet recipe (phases, sampling, distillation) around them."""
+    return {
+        "epochs": epochs,
+        "global_batch": options.batch_size * options.num_workers,
+        **options.model_dump(
+            include={"lr", "momentum", "weight_decay", "warmup_epochs", "label_smoothing",
+                     "grad_clip", "calibration_batches"}
+        ),
+    }  # fmt: skip
+
+
 def step_rng(seed: int, step: int) -> np.random.Generator:
     """Randomness of one training step: the same on every rank (subnet sampling)."""
     return np.random.default_rng([seed, step])
@@ -142,10 +155,19 @@ class EpochRunner:
         self.x, self.y = x, y
         self.val = task.arrays("val")
         self.calib = task.arrays("calib")
+        # the global batch is the recipe's (batch_size x num_workers) on however many ranks
+        # this actually runs: a fidelity check on one worker trains with the same batches
+        global_batch = options.batch_size * options.num_workers
+        if global_batch % context.world_size:
+            raise ValueError(
+                f"the global batch {global_batch} (batch_size x num_workers) does not split "
+                f"over {context.world_size} ranks"
+            )
+        self.batch_size = global_batch // context.world_size
 
     def steps_per_epoch(self) -> int:
         """Optimiser steps of one epoch on this rank."""
-        return steps_per_epoch(len(self.y), self.options.batch_size, self.context.world_size)
+        return steps_per_epoch(len(self.y), self.batch_size, self.context.world_size)
 
     def run_epoch(
         self,
@@ -160,7 +182,7 @@ class EpochRunner:
         self.model.train()
         losses = []
         batches = epoch_batches(
-            len(self.y), self.options.batch_size, ctx.rank, ctx.world_size, ctx.seed, epoch
+            len(self.y), self.batch_size, ctx.rank, ctx.world_size, ctx.seed, epoch
         )
         augment_rng = torch.Generator().manual_seed(ctx.seed * 7_919 + epoch * 1_000 + ctx.rank)
         for index in batches:
@@ -213,14 +235,56 @@ class EpochRunner:
         state: dict[str, Any],
         metrics: dict[str, float],
         started: float,
+        archs: dict[str, dict[str, Any]] | None = None,
     ) -> None:
-        """Validate largest/smallest on rank 0, then checkpoint (every rank calls it)."""
+        """Validate ``archs`` (default: the largest and smallest) on rank 0, then
+        checkpoint (every rank calls it)."""
         if self.context.rank == 0:
-            metrics.update(
-                self.validate({"largest": self.space.largest(), "smallest": self.space.smallest()})
-            )
+            if archs is None:
+                archs = {"largest": self.space.largest(), "smallest": self.space.smallest()}
+            metrics.update(self.validate(archs))
         metrics.update(
             {"epoch": epoch + 1, "epochs": total_epochs, "time_s": time.perf_counter() - started}
         )
         state = {"model": self.model.state_dict(), "epoch": epoch + 1, **state}
         self.context.checkpoint(state, metrics)
+
+    def single_schedule(self, epochs: int):
+        """``(optimizer, scheduler, first epoch, global step)`` of a run with one warm-up +
+        cosine schedule over ``epochs``, restored with the model from ``context.resume``."""
+        opts, model, resume = self.options, self.model, self.context.resume
+        steps = self.steps_per_epoch()
+        optimizer = make_optimizer(model, opts)
+        scheduler = warmup_cosine(optimizer, int(opts.warmup_epochs * steps), epochs * steps)
+        if resume is None:
+            return optimizer, scheduler, 0, 0
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        return optimizer, scheduler, int(resume["epoch"]), int(resume["step"])
+
+    def fit_alone(self, arch: dict[str, Any], epochs: int) -> None:
+        """Standalone training (``TrainContext.arch``): ``arch`` alone on the labels, with
+        the recipe's optimiser, learning rate, warm-up + cosine schedule and global batch,
+        resumed from ``context.resume``; validated each epoch as ``val_top1_alone``."""
+        opts, model = self.options, self.model
+        optimizer, scheduler, start, step = self.single_schedule(epochs)
+        shape = self.space.input_shape(arch)
+
+        def train_step(x: torch.Tensor, y: torch.Tensor, step: int) -> float:
+            model.set_active(arch)
+            logits = model(fit_input(x, shape))
+            loss = F.cross_entropy(logits, y, label_smoothing=opts.label_smoothing)
+            loss.backward()
+            return float(loss.detach())
+
+        for epoch in range(start, epochs):
+            started = time.perf_counter()
+            step, loss = self.run_epoch(epoch, step, optimizer, scheduler, train_step)
+            state = {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "step": step,
+            }
+            metrics = {"loss": loss, "lr": scheduler.get_last_lr()[0]}
+            self.finish_epoch(epoch, epochs, state, metrics, started, {"alone": arch})

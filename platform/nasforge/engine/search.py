@@ -16,7 +16,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -31,6 +30,7 @@ from .runtime import RunLock, check_resources, ray_init
 from .searcher import Progress, StudySearcher
 from .storage import mask_url
 from .study import Recovered, open_study, recover, resume_seed
+from .weights import put_supernet_weights
 from .worker import evaluate_trial
 
 log = logging.getLogger(__name__)
@@ -110,21 +110,6 @@ def run_search(
     return summary
 
 
-def _supernet_weights(plan: Plan, run_dir: Path) -> tuple[list[Any] | None, str | None]:
-    """``([ref], digest)`` of the trained supernet's weights put once in the object store,
-    or ``(None, None)`` when the search reads no supernet."""
-    if plan.supernet_factory is None or plan.experiment.train is None:
-        return None, None
-    import hashlib
-
-    import ray
-
-    from .weights import trained_weights
-
-    blob = trained_weights(run_dir)  # a bad file is refused here, not on every worker
-    return [ray.put(blob)], hashlib.sha256(blob).hexdigest()[:16]
-
-
 def _run_tune(
     plan: Plan,
     study: optuna.Study,
@@ -184,7 +169,7 @@ def _run_tune(
         complete=recovered.complete,
         on_told=on_told,
     )
-    weights, digest = _supernet_weights(plan, run_dir)
+    weights, digest = put_supernet_weights(plan, run_dir)
     import ray
 
     parameters = check_plain(

@@ -1,4 +1,4 @@
-"""A run's supernet weights on disk: where they live, and loading them safely.
+"""A run's supernet weights on disk: where they live, loading them safely, writing atomically.
 
 ``RUN_DIR/supernet/`` holds the trained weights (``final.pt``, a plain state dict) and Ray
 Train's checkpoints (``state.pt`` + ``epoch.json`` each). Every load goes through
@@ -73,6 +73,20 @@ def save_atomic(state: Any, path: Path) -> None:
         raise
 
 
+def save_json_atomic(data: Any, path: Path) -> None:
+    """JSON to a temporary file in the same folder, then renamed over ``path``: a reader
+    (or a rerun after a kill) sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, default=float)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def trained_weights(run_dir: Path) -> bytes:
     """The bytes of a run's trained supernet weights, checked to load as a plain state
     (a missing, corrupt or tampered ``final.pt`` is one clear error naming the file)."""
@@ -122,3 +136,16 @@ def latest_checkpoint_state(root: Path, restored: Any = None) -> dict[str, Any] 
         except (OSError, NasforgeError) as exc:
             log.warning("%s; skipped for an older checkpoint", exc)
     return None
+
+
+def put_supernet_weights(plan: Plan, run_dir: Path) -> tuple[list[Any] | None, str | None]:
+    """``([ref], digest)`` of the run's trained supernet weights, put once in the Ray object
+    store for every worker, or ``(None, None)`` when the experiment trains no supernet."""
+    if plan.supernet_factory is None or plan.experiment.train is None:
+        return None, None
+    import hashlib
+
+    import ray
+
+    blob = trained_weights(run_dir)  # a bad file is refused here, not on every worker
+    return [ray.put(blob)], hashlib.sha256(blob).hexdigest()[:16]

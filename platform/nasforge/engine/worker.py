@@ -37,13 +37,20 @@ class Evaluator:
     contexts: list[EvalContext]
 
     supernet: Any = None
+    components: tuple[Any, ...] = ()
 
     @classmethod
     def build(
-        cls, experiment: dict[str, Any], run_dir: str, weights: list[Any] | None = None
+        cls,
+        experiment: dict[str, Any],
+        run_dir: str,
+        weights: list[Any] | None = None,
+        *,
+        hardware: bool = True,
     ) -> Evaluator:
         """Resolve the experiment and set every component up; ``weights`` is ``[ref]`` to
-        the supernet's state-dict bytes in the object store (or ``[bytes]``) when it has one."""
+        the supernet's state-dict bytes in the object store (or ``[bytes]``) when it has one.
+        ``hardware=False`` sets up the estimators only (quality, no cost)."""
         plan = Plan.from_json(experiment)
         device, device_name = trial_device()
         supernet = None
@@ -58,7 +65,8 @@ class Evaluator:
             state = load_state(blob, "supernet weights")
             supernet = supernet_from_state(plan, state, device, "supernet weights")
         contexts = []
-        for component in (*plan.estimators, *plan.hardware):
+        components = (*plan.estimators, *(plan.hardware if hardware else ()))
+        for component in components:
             context = EvalContext(
                 run_dir=Path(run_dir),
                 device=device,
@@ -68,7 +76,7 @@ class Evaluator:
             )
             component.setup(context)
             contexts.append(context)
-        return cls(plan, contexts, supernet)
+        return cls(plan, contexts, supernet, components)
 
     def subnet(self, arch: dict[str, Any], number: int | None = None) -> Any:
         """Activate ``arch`` in the supernet, let every estimator prepare it (batch-norm
@@ -94,8 +102,7 @@ class Evaluator:
             if self.supernet is not None:
                 self._activate(arch, number)
             subnet = None
-            components = (*self.plan.estimators, *self.plan.hardware)
-            for component, context in zip(components, self.contexts, strict=True):
+            for component, context in zip(self.components, self.contexts, strict=True):
                 context.trial_number = number
                 if isinstance(component, Estimator):
                     produced = component.evaluate(arch, context)
