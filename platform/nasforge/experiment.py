@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
 
 from .errors import ConfigError
 
@@ -80,6 +88,15 @@ class TrainSpec(_Model):
     seed: StrictInt = 0
     max_retries: StrictInt = Field(2, ge=0)
     sweep: SweepSpec | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_sweep(self, handler):
+        # a section without a sweep reads as it did before sweeps existed: the fingerprints
+        # of supernets and studies made then stay the same
+        data = handler(self)
+        if isinstance(data, dict) and data.get("sweep") is None:
+            data.pop("sweep", None)
+        return data
 
     def recipes(self) -> list[dict[str, Any]]:
         """Every recipe of the sweep as ``{"trainer", "options"}`` (just this one without

@@ -169,6 +169,7 @@ def fit_on_ray_train(
     arch: dict[str, Any] | None = None,
     epochs: int | None = None,
     score: dict[str, Any] | None = None,
+    cpus_per_worker: float = 1.0,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run the plan's trainer on ``num_workers`` Ray Train workers (the supernet, or
     ``arch`` alone), checkpoints under ``storage``; resumes the run found there. Calls
@@ -201,7 +202,11 @@ def fit_on_ray_train(
             allowed=(ray.actor.ActorHandle,),
         ),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
+        scaling_config=ScalingConfig(
+            num_workers=num_workers,
+            use_gpu=use_gpu,
+            resources_per_worker={"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
+        ),
         run_config=RunConfig(
             name="train",
             storage_path=str(storage),

@@ -43,13 +43,7 @@ def training_fingerprint(plan: Plan) -> str:
     payload = {
         "space": exp.space.model_dump(mode="json"),
         "task": exp.task.model_dump(mode="json") if exp.task else None,
-        # fields added since are left out while unset: an existing run's supernet keeps
-        # its fingerprint
-        "train": exp.train.model_dump(
-            mode="json", exclude={"sweep"} if not exp.train.sweep else None
-        )
-        if exp.train
-        else None,
+        "train": exp.train.model_dump(mode="json") if exp.train else None,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -31,6 +31,9 @@ from .worker import Evaluator
 
 log = logging.getLogger(__name__)
 
+#: what a trial that drives a Ray Train run holds itself (Tune refuses an empty request)
+DRIVER_CPU = 0.01
+
 
 def _model_bytes(state: dict[str, Any]) -> bytes:
     import torch
@@ -90,6 +93,8 @@ def training_trial(
             arch=job["arch"],
             epochs=job["epochs"],
             score=job.get("score"),
+            # the trial itself holds a sliver of a CPU: its workers take the rest of theirs
+            cpus_per_worker=1.0 - DRIVER_CPU / workers,
         )
     result: dict[str, Any] = {
         **last,  # the last epoch's metrics (schedulers check every result has theirs)
@@ -174,8 +179,8 @@ def run_training_trials(
         "the parameters of every training trial",
     )
     # one worker: the trial is the worker; several: the trial only drives a Ray Train run
-    # whose workers hold the resources
-    resources = {"cpu": 1, "gpu": 1 if use_gpu else 0} if workers == 1 else {"cpu": 0, "gpu": 0}
+    # whose workers hold the resources (Tune needs a non-empty request: a sliver of a CPU)
+    resources = {"cpu": 1, "gpu": 1 if use_gpu else 0} if workers == 1 else {"cpu": DRIVER_CPU}
     relay = _Relay(on_epoch, on_done, on_stop)
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(training_trial, **parameters), resources),

@@ -114,8 +114,8 @@ def test_recipes_cross_the_grid_and_sample_n_trials_with_the_seed(tmp_path):
 
 
 def test_a_supernet_trained_before_sweeps_existed_keeps_its_fingerprint(tmp_path):
-    """``train.sweep`` unset leaves the training fingerprint what it was, so runs trained
-    before it was added are not refused as trained with another recipe."""
+    """``train.sweep`` unset leaves the training section what it was, so supernets and
+    studies made before it was added are not refused as made by another experiment."""
     import hashlib
 
     from nasforge.engine.train import training_fingerprint
@@ -130,5 +130,7 @@ def test_a_supernet_trained_before_sweeps_existed_keeps_its_fingerprint(tmp_path
     }
     digest = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
     assert training_fingerprint(plan) == digest
+    # and a study made then still opens: its defining sections read the same
+    assert "sweep" not in spec.model_dump(mode="json")["train"]
     exp["train"]["sweep"] = {"grid": {"lr": [0.1, 0.2]}}
     assert training_fingerprint(resolve(parse_experiment(exp))) != digest
