@@ -77,8 +77,9 @@ class ProgressiveOptions(TrainOptions):
 
 
 def default_phases(space: SearchSpace, epochs: int) -> list[Phase]:
-    """Once-for-All's schedule for the space's groups: full network, then each elastic
-    group in :data:`SHRINK_ORDER` opened in two steps (largest two choices, then all)."""
+    """Once-for-All's schedule for the space's groups: full network (half the epochs), then
+    each elastic group in :data:`SHRINK_ORDER` opened in two steps (largest two choices,
+    then all), sharing the other half."""
     groups = space.groups()
     opened: dict[str, list[Any]] = {}
     phases: list[tuple[str, dict[str, list[Any]], int]] = [("full", {}, 1)]
@@ -91,8 +92,10 @@ def default_phases(space: SearchSpace, epochs: int) -> list[Phase]:
             opened[group] = subset
             name = group if len(steps) == 1 else f"{group}_{i + 1}"
             phases.append((name, dict(opened), 1 if group == "kernel" else 2))
-    weights = [1.0] + [1.0] * (len(phases) - 1)
-    weights[0] = max(1.0, len(phases) / 2)  # the full network gets the largest share
+    # the full network gets half the epochs: it must converge before anything shrinks, as
+    # it is the teacher of every subnet and their starting point (on MNIST-1D, 12 of 24
+    # epochs left subnets 2.4 points behind standalone training; 24 of 48 put them ahead)
+    weights = [float(max(1, len(phases) - 1))] + [1.0] * (len(phases) - 1)
     share = [max(1, round(epochs * w / sum(weights))) for w in weights]
     return [
         Phase(name=name, epochs=n, sample=sample, subnets_per_step=k)

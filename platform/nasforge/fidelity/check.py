@@ -63,13 +63,14 @@ def standalone_fingerprint(plan: Plan, epochs: int | None) -> str:
     trainer's :meth:`~nasforge.sdk.Trainer.standalone_recipe` (so supernet recipes that
     train archs alone the same way share those runs)."""
     exp = plan.experiment
-    recipe = plan.trainer.standalone_recipe(plan.space)
+    recipe = dict(plan.trainer.standalone_recipe(plan.space))
+    if epochs is not None:  # --epochs N trains as a recipe of N epochs would
+        recipe["epochs"] = epochs
     payload = {
         "space": exp.space.model_dump(mode="json"),
         "task": exp.task.model_dump(mode="json") if exp.task else None,
         "seed": exp.train.seed,
         "recipe": recipe,
-        "epochs": None if epochs == recipe.get("epochs") else epochs,
     }
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
