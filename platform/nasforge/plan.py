@@ -160,7 +160,7 @@ def resolve(experiment: Experiment, reg: Registry | None = None) -> Plan:
     reg = reg or registry_for(experiment.plugins)
     space, supernet_factory = _space(experiment, reg)
     task = _task(experiment, reg, space)
-    trainer = _trainer(experiment, reg, task, supernet_factory)
+    trainer = _trainer(experiment, reg, space, task, supernet_factory)
     estimators, hardware, metrics, producers = _components(experiment, reg, space, task)
     objectives = _objectives(experiment, metrics)
     constraints = _constraints(experiment, metrics)
@@ -225,6 +225,7 @@ def _task(experiment: Experiment, reg: Registry, space: SearchSpace) -> Task | N
 def _trainer(
     experiment: Experiment,
     reg: Registry,
+    space: SearchSpace,
     task: Task | None,
     supernet_factory: Callable[[SearchSpace], Supernet] | None,
 ) -> Trainer | None:
@@ -241,13 +242,22 @@ def _trainer(
         )
     if task is None:
         raise ConfigError("train", "training a supernet needs data: add a 'task' section")
-    if train.sweep is not None:  # every recipe must build, before any of them trains
+    _check_trainer_fits(trainer, train.trainer, space, "train.options")
+    if train.sweep is not None:  # every recipe must build and fit, before any of them trains
         for i, recipe in enumerate(train.recipes()):
             where = f"train.sweep (recipe {i}: {recipe['trainer']} {recipe['options']})"
-            build_registered(
+            built = build_registered(
                 "trainer", recipe["trainer"], where, where, reg, recipe["options"], Trainer
             )
+            _check_trainer_fits(built, recipe["trainer"], space, where)
     return trainer
+
+
+def _check_trainer_fits(trainer: Trainer, name: str, space: SearchSpace, path: str) -> None:
+    try:
+        trainer.check_space(space)
+    except ValueError as exc:
+        raise ConfigError(path, f"trainer '{name}' does not fit the space: {exc}") from None
 
 
 def _components(

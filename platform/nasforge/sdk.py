@@ -337,6 +337,11 @@ class Trainer(Configurable, ABC):
     #: what ``nasforge fidelity`` needs to compare weight sharing with standalone training
     trains_standalone: bool = False
 
+    def check_space(self, space: SearchSpace) -> None:
+        """Raise ``ValueError`` (naming the option) when this trainer's options do not fit
+        ``space`` — e.g. a phase that samples a group the space lacks. Called when the
+        experiment is validated, so the error comes before any work; the default accepts."""
+
     def standalone_recipe(self, space: SearchSpace) -> dict[str, Any]:
         """What shapes this trainer's standalone training of an arch (plain JSON data):
         fidelity checks of supernets trained with different recipes share their standalone

@@ -130,6 +130,12 @@ class ProgressiveTrainer(Trainer):
         """The phases this trainer runs on ``space``."""
         return self.config.phases or default_phases(space, self.config.epochs)
 
+    def check_space(self, space: SearchSpace) -> None:
+        if not hasattr(space, "groups"):
+            raise ValueError(f"needs a space with dimension groups, not {type(space).__name__}")
+        for phase in self.phases(space):
+            phase_space(space, phase)
+
     def standalone_recipe(self, space: SearchSpace) -> dict:
         return standalone_recipe(self.config, sum(p.epochs for p in self.phases(space)))
 

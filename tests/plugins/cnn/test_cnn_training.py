@@ -212,6 +212,16 @@ def test_bad_trainer_options_name_the_field(tmp_path):
         Plan.from_json(exp)
 
 
+def test_a_phase_that_does_not_fit_the_space_is_refused_before_training(tmp_path):
+    phases = [{"name": "full", "epochs": 1}, {"name": "d", "epochs": 1, "sample": {"depth": [1]}}]
+    exp = tiny_experiment(tmp_path, trainer="cnn.progressive", phases=phases)
+    with pytest.raises(ConfigError, match=r"^train.options: .*depth=1 is not one of \[2, 3, 4\]"):
+        Plan.from_json(exp)
+    phases[1]["sample"] = {"colour": [1]}
+    with pytest.raises(ConfigError, match=r"^train.options: .*unknown groups \['colour'\]"):
+        Plan.from_json(exp)
+
+
 def test_search_without_trained_weights_says_what_to_run(tmp_path):
     from nasforge.engine import run_search
 
