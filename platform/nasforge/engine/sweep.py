@@ -21,11 +21,7 @@ from typing import Any
 from ..errors import NasforgeError
 from ..plan import Plan
 from .quality import QUALITY
-from .weights import STATE_FILE, load_state, save_json_atomic
-
-
-def _read_lines(path: Path) -> list[str]:
-    return [line for line in path.read_text().splitlines() if line] if path.exists() else []
+from .weights import STATE_FILE, EpochLog, load_state, save_json_atomic
 
 
 class SuccessiveHalving:
@@ -148,52 +144,41 @@ def run_sweep(plan: Plan, folder: Path, *, progress: bool = True) -> tuple[dict[
             results[job["id"]] = json.loads(path.read_text())
     todo = [job for job in jobs if job["id"] not in results]
     by_id = {job["id"]: job for job in jobs}
-    last: dict[str, dict[str, Any]] = {}
     names = {job["id"]: _describe(job["train"], base) for job in jobs}
+    logs: dict[str, EpochLog] = {}
 
     def on_epoch(result: dict[str, Any]) -> None:
-        last[result["job"]] = result
-        history = Path(by_id[result["job"]]["folder"]) / "history.jsonl"
-        history.parent.mkdir(parents=True, exist_ok=True)
-        epoch = int(result.get("epoch", 0))
-        kept = [line for line in _read_lines(history) if json.loads(line)["epoch"] < epoch]
-        line = json.dumps({"epoch": epoch, QUALITY: result.get(QUALITY)})
-        history.write_text("".join(f"{x}\n" for x in [*kept, line]))
+        job_id, epoch = result["job"], int(result.get("epoch", 0))
+        if job_id not in logs:
+            logs[job_id] = EpochLog(Path(by_id[job_id]["folder"]) / "history.jsonl")
+        logs[job_id].append({"epoch": epoch, QUALITY: result.get(QUALITY)})
         if progress:
             print(
-                f"sweep: {names[result['job']]}: epoch {int(result.get('epoch', 0))}/"
-                f"{int(result.get('epochs', 0))}  {QUALITY} {result.get(QUALITY, float('nan')):.4g}",
+                f"sweep: {names[job_id]}: epoch {epoch}/{int(result.get('epochs', 0))}  "
+                f"{QUALITY} {result.get(QUALITY, float('nan')):.4g}",
                 flush=True,
             )
 
-    def on_done(result: dict[str, Any]) -> None:
+    def finish(result: dict[str, Any], status: str, epochs: int, train_s: float | None) -> None:
         job = by_id[result["job"]]
-        seen = {**last.get(job["id"], {}), **result}
         record = {
             "id": job["id"],
             "recipe": job["train"],
-            "status": "complete",
-            "epochs": result["epochs"],
-            QUALITY: seen.get(QUALITY),
-            "train_s": result["train_s"],
+            "status": status,
+            "epochs": epochs,
+            QUALITY: result.get(QUALITY),  # a done result carries its last epoch's metrics
+            "train_s": train_s,
         }
         save_json_atomic(record, Path(job["folder"]) / "result.json")
         results[job["id"]] = record
 
+    def on_done(result: dict[str, Any]) -> None:
+        finish(result, "complete", result["epochs"], result["train_s"])
+
     def on_stop(result: dict[str, Any]) -> None:
-        job = by_id[result["job"]]
-        record = {
-            "id": job["id"],
-            "recipe": job["train"],
-            "status": "stopped",
-            "epochs": int(result.get("epoch", 0)),
-            QUALITY: result.get(QUALITY),
-            "train_s": None,
-        }
-        save_json_atomic(record, Path(job["folder"]) / "result.json")
-        results[job["id"]] = record
+        finish(result, "stopped", int(result.get("epoch", 0)), None)
         if progress:
-            print(f"sweep: {names[job['id']]}: stopped by ASHA at epoch {record['epochs']}")
+            print(f"sweep: {names[result['job']]}: stopped by ASHA at epoch {result['epoch']}")
 
     errors: dict[str, str] = {}
     if todo:

@@ -23,7 +23,7 @@ from ..plan import Plan
 from .fit import fit_on_ray_train, trainer_workers
 from .runtime import RunLock, check_resources, ray_init
 from .sweep import run_sweep
-from .weights import final_weights, save_atomic, supernet_dir
+from .weights import EpochLog, final_weights, save_atomic, supernet_dir
 
 
 @dataclass
@@ -46,30 +46,6 @@ def training_fingerprint(plan: Plan) -> str:
         "train": exp.train.model_dump(mode="json") if exp.train else None,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
-class _MetricsLog:
-    """``metrics.jsonl``: one line per finished epoch. An epoch logged again after a resume
-    (it finished, but the kill came before its checkpoint was recorded) replaces the lines
-    from that epoch on, so the file reads as one run."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.lines = path.read_text().splitlines() if path.exists() else []
-        self.resumed = False
-
-    def append(self, item: dict[str, Any]) -> None:
-        if not self.resumed:
-            self.resumed = True
-            epoch = item.get("epoch", 0)
-            kept = [line for line in self.lines if json.loads(line).get("epoch", 0) < epoch]
-            if kept != self.lines:
-                self.lines = kept
-                self.path.write_text("".join(line + "\n" for line in kept))
-        line = json.dumps(item)
-        self.lines.append(line)
-        with open(self.path, "a") as f:
-            f.write(line + "\n")
 
 
 def _format(item: dict[str, Any]) -> str:
@@ -113,7 +89,7 @@ def run_training(plan: Plan, run_dir: Path, *, progress: bool = True) -> TrainSu
         )
         (run_dir / "experiment.json").write_text(json.dumps(plan.to_json(), indent=2))
         epochs_seen: list[dict[str, Any]] = []
-        log = _MetricsLog(folder / "metrics.jsonl")
+        log = EpochLog(folder / "metrics.jsonl")
 
         def on_item(item: dict[str, Any]) -> None:
             if item.get("kind") == "epoch":

@@ -87,6 +87,32 @@ def save_json_atomic(data: Any, path: Path) -> None:
         raise
 
 
+class EpochLog:
+    """A JSON-lines log of a training run, one line per finished epoch (``metrics.jsonl``,
+    a standalone run's or a sweep recipe's ``history.jsonl``). An epoch logged again after a
+    resume (it finished, but the kill came before its checkpoint was recorded) replaces the
+    lines from that epoch on, so the file reads as one run."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.lines = path.read_text().splitlines() if path.exists() else []
+        self.resumed = False
+
+    def append(self, item: dict[str, Any]) -> None:
+        if not self.resumed:
+            self.resumed = True
+            epoch = item.get("epoch", 0)
+            kept = [line for line in self.lines if json.loads(line).get("epoch", 0) < epoch]
+            if kept != self.lines:
+                self.lines = kept
+                self.path.write_text("".join(line + "\n" for line in kept))
+        line = json.dumps(item)
+        self.lines.append(line)
+        with open(self.path, "a") as f:
+            f.write(line + "\n")
+
+
 def trained_weights(run_dir: Path) -> bytes:
     """The bytes of a run's trained supernet weights, checked to load as a plain state
     (a missing, corrupt or tampered ``final.pt`` is one clear error naming the file)."""

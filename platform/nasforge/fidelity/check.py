@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..engine.weights import save_json_atomic
+from ..engine.weights import EpochLog, save_json_atomic
 from ..errors import NasforgeError
 from ..plan import Plan
 from .ranking import rank_agreement
@@ -158,9 +158,12 @@ def run_fidelity(
             by_id = {job["id"]: job for job in jobs}
             shown = {"at": 0.0}
 
+            logs: dict[str, EpochLog] = {}
+
             def on_epoch(result: dict[str, Any]) -> None:
-                history = Path(by_id[result["job"]]["folder"]) / "history.jsonl"
-                history.parent.mkdir(parents=True, exist_ok=True)
+                job_id = result["job"]
+                if job_id not in logs:  # the learning curve of each standalone run
+                    logs[job_id] = EpochLog(Path(by_id[job_id]["folder"]) / "history.jsonl")
                 keep = (
                     "epoch",
                     "loss",
@@ -168,8 +171,7 @@ def run_fidelity(
                     "time_s",
                     *(k for k in result if k.startswith("val_")),
                 )
-                with open(history, "a") as f:  # the learning curve of each standalone run
-                    f.write(json.dumps({k: result[k] for k in keep if k in result}) + "\n")
+                logs[job_id].append({k: result[k] for k in keep if k in result})
                 now = time.perf_counter()
                 if progress and now - shown["at"] > 15:
                     shown["at"] = now
@@ -270,7 +272,7 @@ def _shared_scores(
     import ray
 
     from ..engine.runtime import ray_init
-    from ..engine.weights import put_supernet_weights, trained_weights
+    from ..engine.weights import trained_weights
 
     blob = trained_weights(run_dir)  # a missing or corrupt final.pt: one clear error
     digest = hashlib.sha256(blob).hexdigest()[:16]
@@ -279,7 +281,7 @@ def _shared_scores(
     todo = [job for job in jobs if job["id"] not in kept]
     if todo:
         ray_init()
-        weights, _ = put_supernet_weights(plan, run_dir)
+        weights = [ray.put(blob)]  # the bytes already read and checked, read once
         resources = plan.experiment.search.resources_per_trial
         task = ray.remote(num_cpus=resources.cpu, num_gpus=resources.gpu)(_score_shared)
         scored = ray.get(
