@@ -17,8 +17,6 @@ import time
 
 import pytest
 import torch
-import yaml
-from tiny_cnn import tiny_experiment
 
 from nasforge.engine.fit import fit_in_process
 from nasforge.errors import NasforgeError
@@ -35,27 +33,11 @@ def nasforge(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def searched_run(tmp_path_factory):
-    """A tiny progressive-shrinking supernet (1 worker), searched with 6 trials."""
-    root = tmp_path_factory.mktemp("fidelity")
-    phases = [
-        {"name": "full", "epochs": 1},
-        {"name": "all", "epochs": 1, "sample": {"kernel": [3, 5], "depth": [2, 3]}},
-    ]
-    exp = tiny_experiment(root / "run", trainer="cnn.progressive", num_workers=1, phases=phases)
-    path = root / "exp.yaml"
-    path.write_text(yaml.safe_dump(exp))
-    result = nasforge("run", str(path))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return root / "run"
-
-
 @pytest.mark.smoke
-def test_fidelity_trains_archs_alone_in_parallel_resumes_after_a_kill_and_reports(searched_run):
+def test_fidelity_trains_archs_alone_in_parallel_resumes_after_a_kill_and_reports(progressive_run):
     """Killed once the first of 4 standalone runs is finished, the rerun trains only the
     others; the report compares all 4 (1 epoch each), and a third run trains nothing."""
-    run = searched_run
+    run = progressive_run
     command = [sys.executable, "-m", "nasforge.cli", "fidelity", str(run), "--archs", "4",
                "--epochs", "1"]  # fmt: skip
     driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -112,9 +94,13 @@ def test_fidelity_trains_archs_alone_in_parallel_resumes_after_a_kill_and_report
     # another supernet in the run (here: its weights halved) is scored again by weight
     # sharing; the standalone runs are kept
     final = run / "supernet" / "final.pt"
+    trained = final.read_bytes()
     state = torch.load(final, weights_only=True)
     torch.save({k: v * 0.5 if v.is_floating_point() else v for k, v in state.items()}, final)
-    third = nasforge(*command[3:])
+    try:
+        third = nasforge(*command[3:])
+    finally:  # the session's run is shared: put its supernet back
+        final.write_bytes(trained)
     assert third.returncode == 0, third.stderr[-3000:]
     assert "0 trained alone now, 4 kept from before" in third.stdout
     assert len(list((run / "fidelity").glob("shared-*.json"))) == 2
@@ -123,10 +109,10 @@ def test_fidelity_trains_archs_alone_in_parallel_resumes_after_a_kill_and_report
     assert [r["shared_top1"] for r in rescored] != [r["shared_top1"] for r in summary["rows"]]
 
 
-def test_standalone_training_moves_only_the_archs_own_weights(searched_run, tmp_path):
+def test_standalone_training_moves_only_the_archs_own_weights(progressive_run, tmp_path):
     """Sampling is switched off: weights outside the arch (deeper layers it skips) keep
     their initial values, and the arch itself learns."""
-    plan = Plan.from_json(json.loads((searched_run / "experiment.json").read_text()))
+    plan = Plan.from_json(json.loads((progressive_run / "experiment.json").read_text()))
     arch = plan.space.smallest()
     torch.manual_seed(plan.experiment.train.seed)
     initial = plan.build_supernet().state_dict()
@@ -141,23 +127,25 @@ def test_standalone_training_moves_only_the_archs_own_weights(searched_run, tmp_
     assert state["epoch"] == 1 and (tmp_path / "alone" / "state.pt").exists()
 
 
-def test_a_trainer_that_cannot_train_an_arch_alone_is_refused(searched_run, tmp_path, monkeypatch):
+def test_a_trainer_that_cannot_train_an_arch_alone_is_refused(
+    progressive_run, tmp_path, monkeypatch
+):
     from nasforge_cnn.progressive import ProgressiveTrainer
 
     monkeypatch.setattr(ProgressiveTrainer, "trains_standalone", False)
     with pytest.raises(NasforgeError, match="cannot train an arch alone"):
-        run_fidelity(searched_run, archs=4, epochs=1, progress=False)
+        run_fidelity(progressive_run, archs=4, epochs=1, progress=False)
 
 
 def test_an_archs_file_with_an_arch_outside_the_space_names_the_file_and_index(
-    searched_run, tmp_path
+    progressive_run, tmp_path
 ):
-    plan = Plan.from_json(json.loads((searched_run / "experiment.json").read_text()))
+    plan = Plan.from_json(json.loads((progressive_run / "experiment.json").read_text()))
     bad = dict(plan.space.largest())
     bad["kernel_1"] = [9] * len(bad["kernel_1"])
     path = tmp_path / "archs.json"
     path.write_text(json.dumps([plan.space.smallest(), bad]))
-    result = nasforge("fidelity", str(searched_run), "--from", str(path))
+    result = nasforge("fidelity", str(progressive_run), "--from", str(path))
     assert result.returncode == 2
     assert f"{path}: archs[1]:" in result.stderr and "kernel_1" in result.stderr
 
