@@ -1,4 +1,8 @@
-"""Shared fixtures: one local Ray for the whole session (2 CPUs), temporary run dirs."""
+"""Shared fixtures: a PostgreSQL server for the storage tests.
+
+The session's local Ray (``nasforge_ray``) and ``run_experiment`` come from nasforge's own
+pytest plugin (:mod:`nasforge.pytest_plugin`), as in any project that installs nasforge.
+"""
 
 from __future__ import annotations
 
@@ -7,35 +11,12 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-
 TESTS_DIR = Path(__file__).resolve().parent
 # Test-only plugins (tests/engine_plugins.py) must import on Ray workers and in CLI
 # subprocesses: put this folder on the PYTHONPATH they inherit.
 os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH", "")) if p
 )
-
-
-@pytest.fixture(scope="session")
-def ray_session():
-    """A local Ray with 2 CPUs shared by every test that needs one; its address is exported
-    as RAY_ADDRESS so CLI subprocesses join it instead of starting their own."""
-    import ray
-
-    from nasforge.engine.runtime import ray_init
-
-    previous = os.environ.pop("RAY_ADDRESS", None)
-    ray_init(num_cpus=2)  # on 127.0.0.1 only, as nasforge starts a local Ray
-    context = ray.get_runtime_context()
-    os.environ["RAY_ADDRESS"] = context.gcs_address
-    yield context
-    if previous is None:
-        os.environ.pop("RAY_ADDRESS", None)
-    else:
-        os.environ["RAY_ADDRESS"] = previous
-    ray.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,10 @@ PyTorch ops for supernets, and :mod:`nasforge.testing`, the conformance suite):
   and :class:`lazy` factories; the registry (:func:`registry`, :func:`build_predictor`);
 - Pareto maths (:func:`pareto_mask`, :func:`non_dominated_ranks`, :func:`hypervolume`, …)
   and helpers: :func:`load_checkpoint`, :func:`cpu_name`; an experiment resolved to plugin
-  objects (:class:`Plan`, :func:`load_plan`, for commands a plugin adds); the errors.
+  objects (:class:`Plan`, :func:`load_plan`, for commands a plugin adds); the errors;
+- an experiment run end to end from Python (:func:`run_experiment`, :func:`with_budget`,
+  :class:`RunResult` of :class:`TrialRecord` values), which the pytest plugin
+  (:mod:`nasforge.pytest_plugin`: fixtures ``nasforge_ray`` and ``run_experiment``) uses.
 
 Names that pull in heavier libraries (Optuna, moocore, torch) are imported on first use.
 """
@@ -63,6 +66,10 @@ _LAZY = {
     "FreeMetrics": (".free_metrics", "FreeMetrics"),
     "Plan": (".plan", "Plan"),
     "load_plan": (".plan", "load_plan"),
+    "run_experiment": (".runner", "run_experiment"),
+    "with_budget": (".runner", "with_budget"),
+    "RunResult": (".runner", "RunResult"),
+    "TrialRecord": (".report", "TrialRecord"),
     "load_checkpoint": (".engine.weights", "load_state"),
     "REFERENCE_POINT": (".pareto", "REFERENCE_POINT"),
     "Front2D": (".pareto", "Front2D"),
@@ -117,6 +124,7 @@ __all__ = [
     "RegisterTask",
     "RegisterTrainer",
     "Registry",
+    "RunResult",
     "SearchSpace",
     "Strategy",
     "StudyError",
@@ -125,6 +133,7 @@ __all__ = [
     "Task",
     "TrainContext",
     "Trainer",
+    "TrialRecord",
     "__version__",
     "build_predictor",
     "cpu_name",
@@ -140,5 +149,7 @@ __all__ = [
     "non_dominated_ranks",
     "pareto_mask",
     "registry",
+    "run_experiment",
     "staircase_2d",
+    "with_budget",
 ]

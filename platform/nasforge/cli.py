@@ -63,7 +63,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _search(plan, run_dir: Path) -> None:
     from .engine import run_search
 
-    summary = run_search(plan, run_dir)
+    _print_search(run_search(plan, run_dir))
+
+
+def _print_search(summary) -> None:
     resumed = f" ({summary.resumed_complete} from before)" if summary.resumed_complete else ""
     retried = (
         f", {summary.orphans_retried} orphaned trials retried" if summary.orphans_retried else ""
@@ -77,7 +80,10 @@ def _search(plan, run_dir: Path) -> None:
 def _report(run_dir: Path, plan=None) -> None:
     from .report import write_report
 
-    report = write_report(run_dir, plan=plan)
+    _print_report(write_report(run_dir, plan=plan))
+
+
+def _print_report(report) -> None:
     print(
         f"report: {report.complete} complete / {report.trials} trials, "
         f"{len(report.pareto)} on the Pareto front"
@@ -89,7 +95,10 @@ def _report(run_dir: Path, plan=None) -> None:
 def _train(plan, run_dir: Path) -> None:
     from .engine.train import run_training
 
-    summary = run_training(plan, run_dir)
+    _print_train(run_training(plan, run_dir))
+
+
+def _print_train(summary) -> None:
     if summary.skipped:
         print(f"train: already trained ({summary.epochs} epochs): {summary.weights}")
         return
@@ -117,12 +126,14 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    plan = _plan(args.experiment)
-    run_dir = Path(args.run_dir or plan.experiment.resolved_run_dir)
-    if plan.experiment.train is not None:
-        _train(plan, run_dir)
-    _search(plan, run_dir)
-    _report(run_dir, plan)
+    from .runner import run_experiment
+
+    printers = {"train": _print_train, "search": _print_search, "report": _print_report}
+    run_experiment(
+        _plan(args.experiment),
+        args.run_dir,
+        on_phase=lambda phase, summary: printers[phase](summary),
+    )
     return 0
 
 

@@ -377,6 +377,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 def load_experiment(path: str | Path) -> Experiment:
     """Read and validate an experiment file; errors name the file and the YAML path."""
+    data = read_experiment_file(path)
+    try:
+        return parse_experiment(data)
+    except ConfigError as exc:
+        raise exc.with_file(str(path)) from None
+
+
+def read_experiment_file(path: str | Path) -> dict[str, Any]:
+    """The mapping an experiment file holds, not yet validated (errors name the file)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -393,7 +402,8 @@ def load_experiment(path: str | Path) -> Experiment:
         raise ConfigError(
             "", "the file is empty: expected a mapping of experiment fields", str(path)
         )
-    try:
-        return parse_experiment(data)
-    except ConfigError as exc:
-        raise exc.with_file(str(path)) from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            "", f"expected a mapping of experiment fields, got {type(data).__name__}", str(path)
+        )
+    return data

@@ -8,12 +8,15 @@
   distinct arch, sorted by the first objective;
 - ``pareto.png`` — every trial against the first two objectives (axes labelled with metric
   names and units), infeasible ones hollow, the front highlighted and joined.
+
+The rows of ``trials.csv`` are :class:`TrialRecord` values (:func:`trial_records`), which
+is also what :func:`nasforge.run_experiment` hands a test to assert on.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +30,45 @@ from .pareto import pareto_mask
 from .plan import Plan
 
 
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as ``trials.csv`` shows it: plain values, no Optuna objects.
+
+    ``metrics`` holds every metric the experiment's estimators and hardware models produce
+    (``None`` where a trial has none, e.g. a failed one); ``feasible`` is ``None`` unless the
+    trial is COMPLETE; ``duplicate_of`` is the number of the trial whose result a repeated
+    arch reused.
+    """
+
+    number: int
+    state: str
+    metrics: dict[str, float | None]
+    feasible: bool | None
+    arch: dict[str, Any] | None
+    duplicate_of: int | None = None
+    device: str | None = None
+    wall_s: float | None = None
+    error: str | None = None
+
+    def row(self) -> dict[str, Any]:
+        """The ``trials.csv`` row: the arch as compact JSON."""
+        return {
+            "number": self.number,
+            "state": self.state,
+            **self.metrics,
+            "feasible": self.feasible,
+            "arch": json.dumps(self.arch, separators=(",", ":")),
+            "duplicate_of": self.duplicate_of,
+            "device": self.device,
+            "wall_s": self.wall_s,
+            "error": self.error,
+        }
+
+
 @dataclass
 class Report:
-    """Where a report was written and what it found."""
+    """Where a report was written and what it found: ``records`` every trial,
+    ``pareto`` the front (as in ``pareto.json``), ``front`` the front's records."""
 
     run_dir: Path
     trials: int
@@ -37,6 +76,8 @@ class Report:
     failed: int
     pareto: list[dict[str, Any]]
     files: list[Path]
+    records: list[TrialRecord] = field(default_factory=list)
+    front: list[TrialRecord] = field(default_factory=list)
 
 
 def load_run(run_dir: Path) -> tuple[Plan, optuna.Study]:
@@ -69,6 +110,27 @@ def front_trials(plan: Plan, trials: list[optuna.trial.FrozenTrial]) -> list[Any
     return front
 
 
+def trial_records(plan: Plan, trials: list[optuna.trial.FrozenTrial]) -> list[TrialRecord]:
+    """The study's trials as plain records, in trial-number order."""
+    records = []
+    for t in trials:
+        attrs = t.user_attrs
+        records.append(
+            TrialRecord(
+                number=t.number,
+                state=t.state.name,
+                metrics={m: attrs.get(m) for m in plan.metrics},
+                feasible=_feasible(t) if t.state == TrialState.COMPLETE else None,
+                arch=attrs.get("arch"),
+                duplicate_of=attrs.get("duplicate_of"),
+                device=attrs.get("device"),
+                wall_s=attrs.get("wall_s"),
+                error=attrs.get("error"),
+            )
+        )
+    return records
+
+
 def write_report(run_dir: str | Path, *, plan: Plan | None = None) -> Report:
     """Write ``trials.csv``, ``pareto.csv``, ``pareto.json`` and ``pareto.png``."""
     import pandas as pd
@@ -82,18 +144,10 @@ def write_report(run_dir: str | Path, *, plan: Plan | None = None) -> Report:
     objectives = plan.objectives
     metrics = list(plan.metrics)
 
-    rows = []
-    for t in trials:
-        row: dict[str, Any] = {"number": t.number, "state": t.state.name}
-        for m in metrics:
-            row[m] = t.user_attrs.get(m)
-        row["feasible"] = _feasible(t) if t.state == TrialState.COMPLETE else None
-        row["arch"] = json.dumps(t.user_attrs.get("arch"), separators=(",", ":"))
-        for attr in ("duplicate_of", "device", "wall_s", "error"):
-            row[attr] = t.user_attrs.get(attr)
-        rows.append(row)
-    table = pd.DataFrame(rows, columns=["number", "state", *metrics, "feasible", "arch",
-                                        "duplicate_of", "device", "wall_s", "error"])  # fmt: skip
+    records = trial_records(plan, trials)
+    table = pd.DataFrame([r.row() for r in records],
+                         columns=["number", "state", *metrics, "feasible", "arch",
+                                  "duplicate_of", "device", "wall_s", "error"])  # fmt: skip
     table = table.astype({"duplicate_of": "Int64"})  # ints with blanks, not 5.0 / NaN
     table.to_csv(run_dir / "trials.csv", index=False)
 
@@ -125,7 +179,17 @@ def write_report(run_dir: str | Path, *, plan: Plan | None = None) -> Report:
     if complete:
         files.append(_plot(run_dir / "pareto.png", plan, complete, front))
     failed = sum(t.state == TrialState.FAIL for t in trials)
-    return Report(run_dir, len(trials), len(complete), failed, pareto, files)
+    by_number = {r.number: r for r in records}
+    return Report(
+        run_dir,
+        len(trials),
+        len(complete),
+        failed,
+        pareto,
+        files,
+        records,
+        [by_number[t.number] for t in front],
+    )
 
 
 def _plot(path: Path, plan: Plan, complete, front) -> Path:

@@ -6,6 +6,7 @@ validated with its YAML path) and the sampler class it builds from them.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar
 
 import optuna
@@ -26,7 +27,11 @@ class OptunaStrategy(Strategy):
     fixed_kwargs: ClassVar[dict[str, Any]] = {}
 
     def sampler(self, space, objectives, seed):
-        return self.sampler_class(**self.options, **self.fixed_kwargs, seed=seed)
+        # Optuna flags options such as TPE's multivariate/group/constant_liar as
+        # experimental on every construction; they are documented choices here, not news
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return self.sampler_class(**self.options, **self.fixed_kwargs, seed=seed)
 
 
 class RandomStrategy(OptunaStrategy):

@@ -28,7 +28,7 @@ def nasforge(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Complete
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, ray_session):
+def finished_run(tmp_path_factory, nasforge_ray):
     """The shipped example, shortened to 60 trials, run with `nasforge run` in a subprocess."""
     cwd = tmp_path_factory.mktemp("cli")
     experiment = yaml.safe_load(EXAMPLE.read_text())

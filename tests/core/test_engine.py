@@ -31,7 +31,7 @@ from nasforge.errors import NasforgeError, StudyError
 from nasforge.plan import Plan
 from nasforge_gnn import nasbench_graph as nbg
 
-pytestmark = pytest.mark.usefixtures("ray_session")
+pytestmark = pytest.mark.usefixtures("nasforge_ray")
 
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "gnn_nasbench_cora.yaml"

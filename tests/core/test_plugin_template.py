@@ -2,7 +2,8 @@
 
 ``examples/plugin-template`` is pip-installed (once per module) into a temporary
 ``--target`` folder that only the subprocesses below see on ``PYTHONPATH``; nothing in
-nasforge names the template, so finding it proves entry-point discovery. No Ray is started.
+nasforge names the template, so finding it proves entry-point discovery. The only Ray started
+is the local one of the template's end-to-end test, in its own pytest subprocess.
 """
 
 from __future__ import annotations
@@ -104,18 +105,23 @@ def test_the_template_is_loaded_from_the_install(installed):
     assert (value, dist) == ("nasforge_template.plugin", DISTRIBUTION)
 
 
-def test_the_template_passes_its_own_conformance_suite(installed):
+def test_the_template_passes_its_own_tests_end_to_end_search_included(installed):
+    """The template's tests, run against the install: the conformance suite and the
+    20-trial search through nasforge's pytest plugin (its ``run_experiment`` fixture, on a
+    local Ray of the subprocess's own), none skipped."""
     if importlib.util.find_spec("sklearn") is None:
         pytest.fail("scikit-learn is not installed: the template's estimator needs it")
-    # Run a copy of the test file away from the template's source, so the package it
-    # imports, and the plugin check_plugin_items builds, can only be the installed one.
-    tests = installed.root / "conformance"
-    tests.mkdir(exist_ok=True)
-    shutil.copy(TEMPLATE / "tests" / "test_conformance.py", tests)
-    report = installed.root / "conformance.xml"
+    # Run a copy of the tests (and the experiment the end-to-end test reads) away from the
+    # template's source, so the package they import, and the plugin nasforge builds, can
+    # only be the installed one.
+    project = installed.root / "project"
+    shutil.copytree(TEMPLATE / "tests", project / "tests", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    shutil.copy(TEMPLATE / "experiment.yaml", project)
+    report = installed.root / "template-tests.xml"
     result = installed.run(
-        "-m", "pytest", str(tests), "-q", "-rs", "-p", "no:cacheprovider",
-        f"--rootdir={tests}", f"--junitxml={report}", timeout=300,
+        "-m", "pytest", str(project / "tests"), "-q", "-rs", "-p", "no:cacheprovider",
+        f"--rootdir={project}", f"--junitxml={report}", "--durations=0", timeout=300,
     )  # fmt: skip
     output = f"{result.stdout}\n{result.stderr}"
     assert result.returncode == 0, output
@@ -124,8 +130,10 @@ def test_the_template_passes_its_own_conformance_suite(installed):
     counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
     assert counts["tests"] > 0 and counts["failures"] == counts["errors"] == 0, output
     assert counts["skipped"] == 0, f"the installed template's tests skipped:\n{output}"
-    names = {case.get("name") for case in suite.iter("testcase")}
-    assert "test_installed_plugin_conforms" in names
+    cases = {case.get("name"): case for case in suite.iter("testcase")}
+    assert "test_installed_plugin_conforms" in cases
+    end_to_end = cases["test_a_search_records_every_trial_and_finds_a_front"]
+    assert float(end_to_end.get("time")) < 60, output  # Ray start included (< 20 s when quiet)
 
 
 def test_validate_accepts_the_template_experiment(installed):

@@ -24,7 +24,7 @@ from test_engine import experiment, faulty, plan_of
 from nasforge.engine import run_search
 from nasforge.engine.storage import ReconnectingStorage, open_storage
 
-pytestmark = pytest.mark.usefixtures("ray_session")
+pytestmark = pytest.mark.usefixtures("nasforge_ray")
 
 
 def study_trials(url: str) -> list[optuna.trial.FrozenTrial]:

@@ -17,7 +17,7 @@ PROGRESSIVE_PHASES = [
 
 
 @pytest.fixture(scope="session")
-def progressive_run(tmp_path_factory, ray_session):
+def progressive_run(tmp_path_factory, nasforge_ray):
     """A tiny progressive-shrinking supernet (1 worker, 3 one-epoch phases) searched with 6
     trials by ``nasforge run``. Tests that change its files must put them back."""
     root = tmp_path_factory.mktemp("progressive")

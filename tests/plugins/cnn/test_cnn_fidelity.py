@@ -23,7 +23,7 @@ from nasforge.errors import NasforgeError
 from nasforge.fidelity import run_fidelity
 from nasforge.plan import Plan
 
-pytestmark = pytest.mark.usefixtures("ray_session")
+pytestmark = pytest.mark.usefixtures("nasforge_ray")
 
 
 def nasforge(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:

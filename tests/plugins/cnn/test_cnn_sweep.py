@@ -25,7 +25,7 @@ from nasforge.errors import ConfigError
 from nasforge.experiment import parse_experiment
 from nasforge.plan import resolve
 
-pytestmark = pytest.mark.usefixtures("ray_session")
+pytestmark = pytest.mark.usefixtures("nasforge_ray")
 
 
 def sweep_experiment(run_dir) -> dict:

@@ -25,7 +25,7 @@ from tiny_cnn import tiny_experiment
 from nasforge.errors import ConfigError, NasforgeError
 from nasforge.plan import Plan, load_plan
 
-pytestmark = pytest.mark.usefixtures("ray_session")
+pytestmark = pytest.mark.usefixtures("nasforge_ray")
 
 
 def write(exp: dict, path: Path) -> Path:
