@@ -10,7 +10,13 @@ standalone training measured twice would agree on, *before* any training-seed no
 upper bound on the tau a supernet can reach against it. It also prints the spread of the
 standalone accuracies against the binomial standard error of one measurement.
 
-    python benchmarks/bench_fidelity_noise.py RUN_DIR [--pairs 2000]
+With ``--again RUN_DIR2`` (a copy of the run whose ``experiment.json`` has another
+``train.seed``, checked with ``nasforge fidelity`` over the same archs), it also prints
+Kendall's tau between the two standalone rankings — training alone, measured twice, with
+training-seed noise included: the ceiling for any supernet — and the supernet's tau against
+the mean of the two standalone measurements.
+
+    python benchmarks/bench_fidelity_noise.py RUN_DIR [--pairs 2000] [--again RUN_DIR2]
 """
 
 from __future__ import annotations
@@ -54,11 +60,50 @@ def correct_samples(run_dir: Path, folder: Path, experiment: dict) -> tuple[np.n
     return (predicted == y).numpy(), result
 
 
+def seed_to_seed(first: Path, second: Path) -> None:
+    """Standalone training measured twice (two training seeds) over the same archs."""
+    from nasforge.fidelity.ranking import rank_agreement
+
+    plan = load_run_plan(first)
+    rows = [json.loads((d / "fidelity.json").read_text())["rows"] for d in (first, second)]
+    by_key = [{plan.space.key(r["arch"]): r for r in runs} for runs in rows]
+    keys = sorted(set(by_key[0]) & set(by_key[1]))
+    a = np.array([by_key[0][k]["alone_top1"] for k in keys])
+    b = np.array([by_key[1][k]["alone_top1"] for k in keys])
+    shared = np.array([by_key[0][k]["shared_top1"] for k in keys])
+    seeds = [
+        json.loads((d / "experiment.json").read_text())["train"]["seed"] for d in (first, second)
+    ]
+    again = rank_agreement(a, b)
+    print(f"{len(keys)} archs trained alone with training seeds {seeds[0]} and {seeds[1]}:")
+    print(
+        f"  standalone top-1 differs by {np.abs(a - b).mean():.2f} points on average "
+        f"(max {np.abs(a - b).max():.2f})"
+    )
+    print(
+        f"  Kendall tau, seed {seeds[0]} vs seed {seeds[1]}: {again['kendall_tau']:.3f} "
+        f"{_ci(again['kendall_tau_ci'])}, Spearman {again['spearman_rho']:.3f}"
+    )
+    for name, alone in ((f"seed {seeds[0]}", a), (f"seed {seeds[1]}", b), ("mean", (a + b) / 2)):
+        agreement = rank_agreement(shared, alone)
+        print(
+            f"  supernet vs standalone ({name}): Kendall tau {agreement['kendall_tau']:.3f} "
+            f"{_ci(agreement['kendall_tau_ci'])}, mean gap {agreement['gap_mean']:.2f}"
+        )
+
+
+def _ci(interval: list[float] | None) -> str:
+    return "" if interval is None else f"[{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--pairs", type=int, default=2000)
+    parser.add_argument("--again", type=Path, help="the same check with another training seed")
     args = parser.parse_args()
+    if args.again is not None:
+        seed_to_seed(args.run_dir, args.again)
     plan = load_run_plan(args.run_dir)
     experiment = plan.to_json()
     folders = sorted(p.parent for p in (args.run_dir / "fidelity" / "runs").glob("*/result.json"))

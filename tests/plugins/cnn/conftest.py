@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
-import yaml
 from tiny_cnn import tiny_experiment
+
+from nasforge import run_experiment
 
 PROGRESSIVE_PHASES = [
     {"name": "full", "epochs": 1},
@@ -18,19 +16,14 @@ PROGRESSIVE_PHASES = [
 
 @pytest.fixture(scope="session")
 def progressive_run(tmp_path_factory, nasforge_ray):
-    """A tiny progressive-shrinking supernet (1 worker, 3 one-epoch phases) searched with 6
-    trials by ``nasforge run``. Tests that change its files must put them back."""
+    """A tiny progressive-shrinking supernet (1 worker, 3 one-epoch phases) trained on Ray
+    Train and searched with 6 trials, in this process (:func:`nasforge.run_experiment`, what
+    ``nasforge run`` calls). Tests that change its files must put them back."""
     root = tmp_path_factory.mktemp("progressive")
     exp = tiny_experiment(
         root / "run", trainer="cnn.progressive", num_workers=1, phases=PROGRESSIVE_PHASES
     )
-    path = root / "exp.yaml"
-    path.write_text(yaml.safe_dump(exp))
-    result = subprocess.run(
-        [sys.executable, "-m", "nasforge.cli", "run", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return root / "run"
+    result = run_experiment(exp, root / "run", progress=False)
+    assert result.training is not None and result.training.epochs == 3
+    assert len(result.complete) == 6 and result.front
+    return result.run_dir
