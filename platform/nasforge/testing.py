@@ -224,7 +224,9 @@ def check_supernet(
     ``torch.load(weights_only=True)``.
 
     Inputs are random with the space's ``input_shape(arch)`` (pass ``input_shape`` for a
-    space without one). The supernet's mode and active arch are restored afterwards.
+    space without one), or the space's own ``example_input(arch, batch, generator)`` when it
+    has one (token ids for a language model). The supernet's mode and active arch are
+    restored afterwards.
     """
     import io
 
@@ -238,6 +240,7 @@ def check_supernet(
     assert isinstance(supernet, Supernet), f"{name} is not a nasforge.Supernet"
     shape_of = input_shape or getattr(space, "input_shape", None)
     assert shape_of is not None, f"{type(space).__name__} has no input_shape(arch); pass one"
+    example_input = None if input_shape else getattr(space, "example_input", None)
     num_classes = getattr(space, "num_classes", None)
     was_training = supernet.training
     previous = getattr(supernet, "active_arch", None)
@@ -247,7 +250,10 @@ def check_supernet(
     try:
         archs = _archs(space, n, seed)
         for arch in archs:
-            x = torch.randn(batch, *shape_of(arch), generator=generator).to(device)
+            if example_input is not None:
+                x = example_input(arch, batch, generator).to(device)
+            else:
+                x = torch.randn(batch, *shape_of(arch), generator=generator).to(device)
             supernet.set_active(arch)
             with torch.no_grad():
                 expected = supernet(x)

@@ -401,7 +401,7 @@ MALFORMED = [
     ),
     pytest.param(
         edited(("space.name", "gnn.nasbench")),
-        "space.name: unknown space 'gnn.nasbench' (available: cnn.mobilenetv3, cnn.resnet, gnn.nasbench_graph)",
+        "space.name: unknown space 'gnn.nasbench' (available: cnn.mobilenetv3, cnn.resnet, gnn.nasbench_graph, llm.llama)",
         id="unknown-space",
     ),
     pytest.param(

@@ -1,0 +1,27 @@
+"""The ``nasforge_llm`` plugin: sub-networks of a LLaMA-family model.
+
+Registered names (torch and transformers load only when a component is built):
+
+- space ``llm.llama``: depth and which layers, KV groups, MLP width, LoRA rank per module
+  group and weight bit-width, per layer, of a Hugging Face ``LlamaForCausalLM`` (a local
+  directory, a GGUF file, or a ``LlamaConfig`` for a random model), with the supernet that
+  realises it.
+"""
+
+from __future__ import annotations
+
+from nasforge import RegisterSpace, hookimpl, lazy
+
+from .space import LlamaSpace
+
+#: registered only when ``nasforge[llm]`` is installed (transformers, peft, gguf, accelerate)
+requires_extra = "llm"
+
+
+@hookimpl
+def register_spaces(register: RegisterSpace) -> None:
+    register(
+        "llm.llama",
+        LlamaSpace,
+        supernet=lazy("nasforge_llm.supernet:LlamaSupernet"),
+    )
