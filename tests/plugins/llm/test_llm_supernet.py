@@ -195,3 +195,24 @@ def test_fake_quantisation_has_at_most_2_to_the_bits_levels_per_group_and_a_stra
     quantized.sum().backward()
     assert torch.equal(weight.grad, torch.ones_like(weight))
     assert fake_quantize(weight, 16, 16) is weight
+
+
+def test_sorting_by_importance_keeps_the_function_and_puts_the_important_units_first(space):
+    from nasforge_llm.importance import measure_importance, sort_by_importance
+
+    net = LlamaSupernet(space).eval()  # a fresh one: sorting changes the weights' order
+    generator = torch.Generator().manual_seed(3)
+    batches = [torch.randint(0, 97, (2, 12), generator=generator) for _ in range(3)]
+    x = torch.randint(0, 97, (2, 12), generator=generator)
+    largest = {**space.largest(), "bits": [16] * 6}
+    net.set_active(largest)
+    with torch.no_grad():
+        before = net(x)
+        neurons, _ = measure_importance(net, batches)
+        assert any(not torch.equal(n, n.sort(descending=True).values) for n in neurons)
+        sort_by_importance(net, batches)
+        net.set_active(largest)
+        assert torch.allclose(net(x), before, atol=1e-4)  # the same function
+        neurons, groups = measure_importance(net, batches)
+    for score in [*neurons, *groups]:  # most important first, in every layer
+        assert torch.all(score[:-1] >= score[1:] - 1e-5 * score.max())
