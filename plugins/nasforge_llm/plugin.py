@@ -5,12 +5,14 @@ Registered names (torch and transformers load only when a component is built):
 - space ``llm.llama``: depth and which layers, KV groups, MLP width, LoRA rank per module
   group and weight bit-width, per layer, of a Hugging Face ``LlamaForCausalLM`` (a local
   directory, a GGUF file, or a ``LlamaConfig`` for a random model), with the supernet that
-  realises it.
+  realises it;
+- hardware ``llm.memory``: parameters, weight memory at each layer's bits and KV-cache
+  memory, exact and free (no supernet needed).
 """
 
 from __future__ import annotations
 
-from nasforge import RegisterSpace, hookimpl, lazy
+from nasforge import RegisterHardware, RegisterSpace, hookimpl, lazy
 
 from .space import LlamaSpace
 
@@ -24,4 +26,11 @@ def register_spaces(register: RegisterSpace) -> None:
         "llm.llama",
         LlamaSpace,
         supernet=lazy("nasforge_llm.supernet:LlamaSupernet"),
+    )
+
+
+@hookimpl
+def register_hardware(register: RegisterHardware) -> None:
+    register(
+        "llm.memory", lazy("nasforge_llm.memory:LlamaMemory", "parameters, weight and KV memory")
     )

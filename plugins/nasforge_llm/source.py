@@ -47,6 +47,7 @@ class LlamaSizes:
     head_dim: int
     intermediate_size: int
     vocab_size: int
+    tied_embeddings: bool = False
 
     @property
     def heads_per_group(self) -> int:
@@ -111,6 +112,7 @@ def _sizes(values: dict[str, Any]) -> LlamaSizes:
         head_dim=head_dim,
         intermediate_size=int(values["intermediate_size"]),
         vocab_size=int(values["vocab_size"]),
+        tied_embeddings=bool(values.get("tie_word_embeddings", False)),
     )
 
 

@@ -216,3 +216,31 @@ def test_sorting_by_importance_keeps_the_function_and_puts_the_important_units_f
         neurons, groups = measure_importance(net, batches)
     for score in [*neurons, *groups]:  # most important first, in every layer
         assert torch.all(score[:-1] >= score[1:] - 1e-5 * score.max())
+
+
+def test_memory_counts_what_the_extracted_model_holds(space, supernet):
+    from nasforge_llm.memory import LlamaMemory
+
+    from nasforge import EvalContext
+    from nasforge.testing import check_hardware
+
+    memory = LlamaMemory(space, context_length=64)
+    context = EvalContext(run_dir=None)
+    check_hardware(memory, space)
+    for seed in range(4):
+        arch = {**space.sample(seed), "bits": [16] * 6}
+        hf = supernet.extract(arch).hf
+        params = sum(p.numel() for p in hf.parameters())  # tied weights counted once
+        got = memory.measure(arch, None, context)
+        assert got["params_m"] * 1e6 == pytest.approx(params)
+        assert got["weight_mb"] * 1e6 == pytest.approx(2 * params)  # 16 bits, adapters merged
+        kv = sum(arch["kv_groups"][i] for i in space.kept_layers(arch))
+        assert got["kv_cache_mb"] * 1e6 == pytest.approx(2 * kv * 16 * 64 * 2)
+    arch = space.largest()
+    full = memory.measure({**arch, "bits": [16] * 6}, None, context)["weight_mb"]
+    four = memory.measure({**arch, "bits": [4] * 6, "lora_attn": [0] * 6, "lora_mlp": [0] * 6},
+                          None, context)["weight_mb"]  # fmt: skip
+    heads = 1 if space.sizes.tied_embeddings else 2  # embeddings (and head), norms: 16-bit
+    projections = full - 2 * (heads * 97 * 64 + 64 + 6 * 2 * 64) / 1e6
+    # 4 bits, and a 16-bit scale and zero point per 16 inputs: 0.5 + 4 / 16 bytes per weight
+    assert four == pytest.approx(full - projections * (1 - (0.5 + 4 / 16) / 2))
