@@ -114,12 +114,15 @@ def _check_component(
     archs: Iterable[Mapping[str, Any]],
     run_dir: Path | None,
     deterministic: bool,
+    context: EvalContext | None = None,
 ) -> None:
     """``setup`` once, then every arch's metrics: declared, finite, repeatable if asked."""
     with contextlib.ExitStack() as stack:
-        if run_dir is None:
-            run_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nasforge-")))
-        context = EvalContext(run_dir=Path(run_dir))
+        if context is None:
+            if run_dir is None:
+                folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="nasforge-"))
+                run_dir = Path(folder)
+            context = EvalContext(run_dir=Path(run_dir))
         component.setup(context)
         for arch in archs:
             first = produce(dict(arch), context)
@@ -138,12 +141,14 @@ def check_estimator(
     deterministic: bool = True,
     archs: Iterable[Mapping[str, Any]] | None = None,
     run_dir: Path | None = None,
+    context: EvalContext | None = None,
 ) -> None:
     """``setup`` then ``evaluate`` returns every declared metric, finite, for valid archs
-    (and the same values twice when ``deterministic``)."""
+    (and the same values twice when ``deterministic``). Pass ``context`` (with its
+    ``supernet`` and ``task``) for an estimator that needs them."""
     assert isinstance(estimator, Estimator), f"{estimator!r} is not an Estimator"
     archs = _archs(space, n, seed) if archs is None else archs
-    _check_component(estimator, estimator.evaluate, archs, run_dir, deterministic)
+    _check_component(estimator, estimator.evaluate, archs, run_dir, deterministic, context)
 
 
 def check_hardware(

@@ -6,13 +6,23 @@ Registered names (torch and transformers load only when a component is built):
   group and weight bit-width, per layer, of a Hugging Face ``LlamaForCausalLM`` (a local
   directory, a GGUF file, or a ``LlamaConfig`` for a random model), with the supernet that
   realises it;
+- task ``llm.text``: text in blocks of tokens (the standard library's docstrings by
+  default, or your .txt/.jsonl files);
+- estimator ``llm.perplexity``: held-out perplexity by weight sharing;
 - hardware ``llm.memory``: parameters, weight memory at each layer's bits and KV-cache
   memory, exact and free (no supernet needed).
 """
 
 from __future__ import annotations
 
-from nasforge import RegisterHardware, RegisterSpace, hookimpl, lazy
+from nasforge import (
+    RegisterEstimator,
+    RegisterHardware,
+    RegisterSpace,
+    RegisterTask,
+    hookimpl,
+    lazy,
+)
 
 from .space import LlamaSpace
 
@@ -33,4 +43,17 @@ def register_spaces(register: RegisterSpace) -> None:
 def register_hardware(register: RegisterHardware) -> None:
     register(
         "llm.memory", lazy("nasforge_llm.memory:LlamaMemory", "parameters, weight and KV memory")
+    )
+
+
+@hookimpl
+def register_tasks(register: RegisterTask) -> None:
+    register("llm.text", lazy("nasforge_llm.text:TextTask", "text in blocks of tokens"))
+
+
+@hookimpl
+def register_estimators(register: RegisterEstimator) -> None:
+    register(
+        "llm.perplexity",
+        lazy("nasforge_llm.perplexity:PerplexityEstimator", "held-out perplexity"),
     )

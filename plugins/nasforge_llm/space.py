@@ -181,6 +181,19 @@ class LlamaSpace(SearchSpace):
                 return dimension
         raise KeyError(name)
 
+    def check_task(self, task: Any) -> None:
+        """Raise ``ValueError`` when ``task``'s tokens do not fit the model: more token ids
+        than its vocabulary, or samples that are not token sequences."""
+        shape = tuple(getattr(task, "input_shape", ()))
+        name = type(task).__name__
+        if len(shape) != 1:
+            raise ValueError(f"task {name} has samples of shape {shape}, not token sequences")
+        if task.num_classes > self.num_classes:
+            raise ValueError(
+                f"task {name}'s tokenizer has {task.num_classes} token ids but the model's "
+                f"vocabulary has {self.num_classes}: use the model's own tokenizer"
+            )
+
     def input_shape(self, arch: Arch) -> tuple[int, ...]:
         """One sample: ``seq_len`` token ids."""
         return (self.seq_len,)
