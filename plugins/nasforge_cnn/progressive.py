@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nasforge import SearchSpace, Supernet, Task, TrainContext, Trainer, load_checkpoint
+from nasforge.nn import warmup_cosine
 
 from .training import (
     EpochRunner,
@@ -31,7 +32,6 @@ from .training import (
     make_optimizer,
     standalone_recipe,
     step_rng,
-    warmup_cosine,
 )
 
 #: the order in which Once-for-All makes dimension groups elastic

@@ -8,7 +8,6 @@ each step trains and with which loss.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -19,7 +18,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from nasforge import SearchSpace, Supernet, Task, TrainContext
-from nasforge.nn import bn_recalibrate
+from nasforge.nn import bn_recalibrate, warmup_cosine
 
 from .metrics import top_k_accuracy
 
@@ -75,18 +74,6 @@ def make_optimizer(model: torch.nn.Module, options: TrainOptions, lr: float | No
     return torch.optim.SGD(
         groups, lr=lr or options.lr, momentum=options.momentum, nesterov=options.momentum > 0
     )
-
-
-def warmup_cosine(optimizer, warmup_steps: int, total_steps: int):
-    """Linear warm-up to the peak learning rate, then cosine decay to zero, per step."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def fit_input(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:

@@ -8,6 +8,8 @@ Registered names (torch and transformers load only when a component is built):
   realises it;
 - task ``llm.text``: text in blocks of tokens (the standard library's docstrings by
   default, or your .txt/.jsonl files);
+- trainer ``llm.lora_sandwich``: sandwich rule with in-place distillation on LoRA adapters
+  over a frozen base (or every weight), on Ray Train;
 - estimator ``llm.perplexity``: held-out perplexity by weight sharing;
 - hardware ``llm.memory``: parameters, weight memory at each layer's bits and KV-cache
   memory, exact and free (no supernet needed).
@@ -20,6 +22,7 @@ from nasforge import (
     RegisterHardware,
     RegisterSpace,
     RegisterTask,
+    RegisterTrainer,
     hookimpl,
     lazy,
 )
@@ -56,4 +59,12 @@ def register_estimators(register: RegisterEstimator) -> None:
     register(
         "llm.perplexity",
         lazy("nasforge_llm.perplexity:PerplexityEstimator", "held-out perplexity"),
+    )
+
+
+@hookimpl
+def register_trainers(register: RegisterTrainer) -> None:
+    register(
+        "llm.lora_sandwich",
+        lazy("nasforge_llm.training:LoraSandwichTrainer", "sandwich rule on LoRA adapters"),
     )

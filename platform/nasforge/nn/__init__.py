@@ -33,7 +33,9 @@ What lives where:
 - :mod:`~nasforge.nn.calibration` — :func:`bn_recalibrate` (batch-norm statistics of the
   active subnet);
 - :mod:`~nasforge.nn.base` — :class:`ElasticModule` (the base every op derives from) and
-  :func:`make_divisible`.
+  :func:`make_divisible`;
+- :mod:`~nasforge.nn.schedules` — :func:`warmup_cosine` (the trainers' learning-rate
+  schedule).
 """
 
 from .base import ElasticModule, Side, make_divisible
@@ -51,6 +53,7 @@ from .conv import (
 from .importance import l1_importance, permute_module_channels, reorder_channels, sort_channels
 from .linear import ElasticLinear
 from .norm import ElasticBatchNorm1d, ElasticBatchNorm2d, elastic_batch_norm
+from .schedules import warmup_cosine
 from .squeeze_excite import ElasticSqueezeExcite, SqueezeExcite
 
 __all__ = [
@@ -76,4 +79,5 @@ __all__ = [
     "permute_module_channels",
     "reorder_channels",
     "sort_channels",
+    "warmup_cosine",
 ]

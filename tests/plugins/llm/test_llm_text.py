@@ -14,20 +14,12 @@ from nasforge_llm.perplexity import PerplexityEstimator
 from nasforge_llm.space import LlamaSpace
 from nasforge_llm.supernet import LlamaSupernet
 from nasforge_llm.text import TextTask
+from tiny_llm import TINY_LLAMA
 
 from nasforge import EvalContext
 from nasforge.testing import check_estimator
 
-CONFIG = {
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 4,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "head_dim": 8,
-    "vocab_size": 257,  # bytes and end-of-text
-    "max_position_embeddings": 64,
-}
+CONFIG = TINY_LLAMA
 
 
 @pytest.fixture
