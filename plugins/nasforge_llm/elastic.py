@@ -17,6 +17,7 @@ function). Slices are views: activating a subnet copies no weights.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +48,15 @@ def fake_quantize(weight: torch.Tensor, bits: int, group_size: int) -> torch.Ten
 
 class ElasticLoRALinear(ElasticModule):
     """A LLaMA projection with a frozen base, an elastic LoRA adapter and fake-quantised
-    weights; the parent sets ``active_out``, ``rank`` and ``bits``."""
+    weights; the parent sets ``active_out``, ``rank`` and ``bits``.
+
+    Without gradients in eval mode (scoring sub-networks) the active weight, quantised and
+    with the adapter merged, is built once per configuration and reused; in training with
+    a frozen base, the quantised base weight is. Each projection keeps one such copy (of
+    its active size); ``cache_weights = False`` turns it off.
+    """
+
+    cache_weights: ClassVar[bool] = True
 
     def __init__(self, base: nn.Linear, max_rank: int, alpha: float, group_size: int = 64):
         super().__init__()
@@ -68,6 +77,7 @@ class ElasticLoRALinear(ElasticModule):
         self.active_out = self.out_features
         self.rank = max_rank
         self.bits = FULL_PRECISION
+        self._cache: tuple[tuple, torch.Tensor] | None = None
 
     @property
     def scale(self) -> float:
@@ -82,11 +92,36 @@ class ElasticLoRALinear(ElasticModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         in_features, out = x.shape[-1], self.active_out
         bias = None if self.bias is None else self.bias[:out]
-        y = F.linear(x, self.active_weight(in_features), bias)
+        if not (self.training or torch.is_grad_enabled()) and self.cache_weights:
+            return F.linear(x, self._cached("merged", in_features, self.merged_weight), bias)
+        if self.weight.requires_grad or not self.cache_weights:
+            weight = self.active_weight(in_features)
+        else:  # a frozen base: quantise it once per configuration, not once per step
+            weight = self._cached("base", in_features, self.active_weight)
+        y = F.linear(x, weight, bias)
         if self.rank:
             down = F.linear(x, self.lora_A[: self.rank, :in_features])
             y = y + F.linear(down, self.lora_B[:out, : self.rank]) * self.scale
         return y
+
+    def _cached(self, kind: str, in_features: int, build) -> torch.Tensor:
+        """``build(in_features)`` made contiguous, kept until the configuration or any
+        weight it reads changes (one entry: the sub-network being scored or trained)."""
+        key = (kind, in_features, self.active_out, self.bits, self.weight._version,
+               self.weight.data_ptr())  # fmt: skip
+        if kind == "merged":
+            key += (self.rank, self.lora_A._version, self.lora_B._version)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        with torch.no_grad():
+            weight = build(in_features).detach().contiguous()
+        self._cache = (key, weight)
+        return weight
+
+    def train(self, mode: bool = True) -> ElasticLoRALinear:
+        """Set the mode and drop the weight cache."""
+        self._cache = None
+        return super().train(mode)
 
     @torch.no_grad()
     def merged_weight(self, in_features: int) -> torch.Tensor:
