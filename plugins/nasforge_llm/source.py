@@ -1,7 +1,8 @@
 """Where the base LLaMA comes from: a Hugging Face directory, a GGUF file, or a config.
 
 ``model: PATH`` names a local Hugging Face model directory (``config.json`` + safetensors)
-or a ``.gguf`` file (every tensor de-quantised to fp32 by transformers); ``config: {...}``
+or a ``.gguf`` file (every tensor de-quantised to fp32 by transformers), or is
+``smollm2-135m`` (:mod:`nasforge_llm.smollm2`: fetched and converted once); ``config: {...}``
 gives ``LlamaConfig`` fields for a randomly initialised model (seeded by ``seed``), which is
 what the tests and ``examples/llm_tiny.yaml`` use. :func:`llama_sizes` reads only the
 configuration (the space needs the sizes, never the weights); :func:`load_llama` loads the
@@ -55,6 +56,15 @@ class LlamaSizes:
         return self.num_heads // self.num_kv_heads
 
 
+def model_path(spec: str) -> Path:
+    """The local path a ``model:`` (or ``tokenizer:``) value names, aliases resolved."""
+    from . import smollm2
+
+    if spec == smollm2.ALIAS:
+        return smollm2.model_dir()
+    return Path(spec).expanduser()
+
+
 def _gguf(path: Path) -> tuple[str, str] | None:
     if path.suffix.lower() == ".gguf":
         return str(path.parent), path.name
@@ -70,7 +80,7 @@ def llama_config(source: ModelSource) -> Any:
             return LlamaConfig(**source.config)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"config: not a LlamaConfig: {exc}") from None
-    path = Path(source.model).expanduser()
+    path = model_path(source.model)
     if not path.exists():
         raise ValueError(f"model: {path} does not exist")
     gguf = _gguf(path)
@@ -88,7 +98,7 @@ def llama_config(source: ModelSource) -> Any:
 def llama_sizes(source: ModelSource) -> LlamaSizes:
     """The sizes of ``source``'s model; raises ``ValueError`` naming a bad source."""
     if source.model is not None and not _gguf(Path(source.model)):
-        config_file = Path(source.model).expanduser() / "config.json"
+        config_file = model_path(source.model) / "config.json"
         if config_file.is_file():  # a plain JSON read, without importing transformers
             values = json.loads(config_file.read_text())
             if values.get("model_type") == "llama":
@@ -127,7 +137,7 @@ def load_llama(source: ModelSource) -> Any:
             torch.manual_seed(source.seed)
             model = LlamaForCausalLM(config)
         return model.eval()
-    path = Path(source.model).expanduser()
+    path = model_path(source.model)
     gguf = _gguf(path)
     if gguf is not None:
         model = LlamaForCausalLM.from_pretrained(gguf[0], gguf_file=gguf[1], dtype=torch.float32)

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from nasforge import Task
 
 from .corpus import ByteTokenizer, pack, read_documents, split_documents, stdlib_documents
+from .source import model_path
 
 #: the task's split names -> the corpus's
 SPLIT_NAMES = {"train": "train", "val": "heldout", "calib": "calibration"}
@@ -29,12 +30,13 @@ SPLIT_NAMES = {"train": "train", "val": "heldout", "calib": "calibration"}
 
 def load_tokenizer(spec: str) -> Any:
     """``"bytes"`` (:class:`~nasforge_llm.corpus.ByteTokenizer`), a local Hugging Face
-    tokenizer or model directory, or a ``.gguf`` file (its embedded tokenizer)."""
+    tokenizer or model directory, a ``.gguf`` file (its embedded tokenizer), or a model
+    alias such as ``smollm2-135m``."""
     if spec == "bytes":
         return ByteTokenizer()
     from transformers import AutoTokenizer
 
-    path = Path(spec).expanduser()
+    path = model_path(spec)
     if not path.exists():
         raise ValueError(f"tokenizer: {path} does not exist (or use 'bytes')")
     if path.suffix.lower() == ".gguf":
