@@ -1,11 +1,20 @@
-"""The CNN tests' shared progressive-shrinking run (trained once per session)."""
+"""The CNN tests' one trained run: a tiny progressive-shrinking supernet trained on 2 Ray
+Train workers and searched with 6 trials by ``nasforge run`` (once per session).
+
+The training, search, export and fidelity tests all read it; a test that changes its files
+must put them back (or work on a copy).
+"""
 
 from __future__ import annotations
 
-import pytest
-from tiny_cnn import tiny_experiment
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
 
-from nasforge import run_experiment
+import pytest
+import yaml
+from tiny_cnn import tiny_experiment
 
 PROGRESSIVE_PHASES = [
     {"name": "full", "epochs": 1},
@@ -14,16 +23,34 @@ PROGRESSIVE_PHASES = [
 ]
 
 
+@dataclass
+class TrainedRun:
+    """The run directory, the experiment file and what ``nasforge run`` printed."""
+
+    run_dir: Path
+    experiment: Path
+    stdout: str
+
+
 @pytest.fixture(scope="session")
-def progressive_run(tmp_path_factory, nasforge_ray):
-    """A tiny progressive-shrinking supernet (1 worker, 3 one-epoch phases) trained on Ray
-    Train and searched with 6 trials, in this process (:func:`nasforge.run_experiment`, what
-    ``nasforge run`` calls). Tests that change its files must put them back."""
-    root = tmp_path_factory.mktemp("progressive")
+def trained_run(tmp_path_factory, nasforge_ray) -> TrainedRun:
+    root = tmp_path_factory.mktemp("cnn")
     exp = tiny_experiment(
-        root / "run", trainer="cnn.progressive", num_workers=1, phases=PROGRESSIVE_PHASES
+        root / "run", trainer="cnn.progressive", num_workers=2, phases=PROGRESSIVE_PHASES
     )
-    result = run_experiment(exp, root / "run", progress=False)
-    assert result.training is not None and result.training.epochs == 3
-    assert len(result.complete) == 6 and result.front
-    return result.run_dir
+    path = root / "exp.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    result = subprocess.run(
+        [sys.executable, "-m", "nasforge.cli", "run", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return TrainedRun(root / "run", path, result.stdout)
+
+
+@pytest.fixture
+def progressive_run(trained_run: TrainedRun) -> Path:
+    """The trained run's directory."""
+    return trained_run.run_dir

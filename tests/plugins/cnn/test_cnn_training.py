@@ -42,44 +42,34 @@ def nasforge(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    """One sandwich-trained supernet (2 workers, 2 epochs) searched with 6 trials."""
-    root = tmp_path_factory.mktemp("cnn")
-    path = write(tiny_experiment(root / "run"), root / "exp.yaml")
-    result = nasforge("run", str(path))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return root / "run", path, result.stdout
-
-
 @pytest.mark.smoke
-def test_sandwich_training_reports_every_epoch_and_leaves_loadable_weights(trained_run):
-    run_dir, path, stdout = trained_run
-    assert "train: epoch 1/2" in stdout and "train: epoch 2/2" in stdout
+def test_training_on_two_workers_reports_every_epoch_and_leaves_loadable_weights(trained_run):
+    run_dir, path, stdout = trained_run.run_dir, trained_run.experiment, trained_run.stdout
+    assert "train: epoch 1/3" in stdout and "train: epoch 3/3" in stdout
     assert "val_top1_largest" in stdout and "val_top1_smallest" in stdout
     lines = [
         json.loads(x) for x in (run_dir / "supernet" / "metrics.jsonl").read_text().splitlines()
     ]
-    assert [int(x["epoch"]) for x in lines] == [1, 2]
+    assert [int(x["epoch"]) for x in lines] == [1, 2, 3]
     assert all(x["loss"] > 0 for x in lines)
     state = torch.load(run_dir / "supernet" / "final.pt", weights_only=True)
     plan = load_plan(path)
     plan.build_supernet().load_state_dict(state, strict=True)
     meta = json.loads((run_dir / "supernet" / "meta.json").read_text())
-    assert meta["epochs"] == 2
+    assert meta["epochs"] == 3
 
 
 def test_a_trained_supernet_is_not_trained_again(trained_run):
-    run_dir, path, _ = trained_run
+    run_dir, path = trained_run.run_dir, trained_run.experiment
     before = (run_dir / "supernet" / "final.pt").stat().st_mtime_ns
     result = nasforge("train", str(path))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "already trained (2 epochs)" in result.stdout
+    assert "already trained (3 epochs)" in result.stdout
     assert (run_dir / "supernet" / "final.pt").stat().st_mtime_ns == before
 
 
 def test_a_changed_training_recipe_is_refused_in_the_same_run_dir(trained_run, tmp_path):
-    _run_dir, path, _ = trained_run
+    path = trained_run.experiment
     exp = yaml.safe_load(path.read_text())
     exp["train"]["options"]["lr"] = 0.2
     result = nasforge("train", str(write(exp, tmp_path / "changed.yaml")))
@@ -89,7 +79,7 @@ def test_a_changed_training_recipe_is_refused_in_the_same_run_dir(trained_run, t
 
 @pytest.mark.smoke
 def test_search_scores_subnets_of_the_trained_supernet(trained_run):
-    run_dir, _path, stdout = trained_run
+    run_dir, stdout = trained_run.run_dir, trained_run.stdout
     assert "search: 6 complete, 0 failed" in stdout
     from nasforge.report import load_run
 
@@ -105,7 +95,7 @@ def test_search_scores_subnets_of_the_trained_supernet(trained_run):
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 @pytest.mark.smoke
 def test_an_exported_subnet_reproduces_its_trials_accuracy(trained_run, fmt):
-    run_dir, _, _ = trained_run
+    run_dir = trained_run.run_dir
     result = nasforge("export", str(run_dir), "--trial", "0", "--format", fmt)
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads((run_dir / "subnets" / "0" / "arch.json").read_text())
@@ -117,7 +107,7 @@ def test_an_exported_subnet_reproduces_its_trials_accuracy(trained_run, fmt):
 
 
 def test_a_tampered_supernet_checkpoint_is_refused_with_a_clear_error(trained_run, tmp_path):
-    run_dir, path, _ = trained_run
+    run_dir, path = trained_run.run_dir, trained_run.experiment
     import shutil
 
     copy = tmp_path / "run"

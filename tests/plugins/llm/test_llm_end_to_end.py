@@ -48,12 +48,12 @@ def experiment(tmp_path) -> dict:
         "train": {
             "trainer": "llm.lora_sandwich",
             "options": {
-                "num_workers": 2,
+                "num_workers": 1,
                 "epochs": 2,
                 "batch_size": 4,
                 "lr": 3e-3,
                 "train_base": True,
-                "max_steps_per_epoch": 6,
+                "max_steps_per_epoch": 3,
                 "val_blocks": 4,
             },
         },
@@ -62,7 +62,7 @@ def experiment(tmp_path) -> dict:
         "objectives": [{"metric": "perplexity"}, {"metric": "weight_mb"}],
         "search": {
             "strategy": "random",
-            "n_trials": 8,
+            "n_trials": 6,
             "concurrency": 2,
             "batch_size": 4,
             "seed": 0,
@@ -71,10 +71,10 @@ def experiment(tmp_path) -> dict:
     }
 
 
-def test_a_tiny_llm_supernet_trains_on_two_workers_and_is_searched(run_experiment, tmp_path):
+def test_a_tiny_llm_supernet_trains_on_ray_train_and_is_searched(run_experiment, tmp_path):
     result = run_experiment(experiment(tmp_path))
     assert result.training is not None and result.training.epochs == 2
-    assert len(result.complete) == 8 and not result.failed
+    assert len(result.complete) == 6 and not result.failed
     for trial in result.complete:
         metrics = trial.metrics
         assert 1 < metrics["perplexity"] < 257 and math.isfinite(metrics["nll"])
