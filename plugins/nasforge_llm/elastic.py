@@ -73,7 +73,8 @@ class ElasticLoRALinear(ElasticModule):
         self.group_size = group_size
         self.lora_A = nn.Parameter(torch.empty(max_rank, self.in_features))
         self.lora_B = nn.Parameter(torch.zeros(self.out_features, max_rank))
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as peft initialises A
+        if max_rank:
+            nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as peft initialises A
         self.active_out = self.out_features
         self.rank = max_rank
         self.bits = FULL_PRECISION

@@ -10,7 +10,8 @@ Registered names (torch and transformers load only when a component is built):
   default, or your .txt/.jsonl files);
 - trainer ``llm.lora_sandwich``: sandwich rule with in-place distillation on LoRA adapters
   over a frozen base (or every weight), on Ray Train;
-- estimator ``llm.perplexity``: held-out perplexity by weight sharing;
+- estimators ``llm.perplexity`` (held-out perplexity by weight sharing) and
+  ``llm.multiple_choice`` (accuracy on a local JSONL task by log-likelihood);
 - hardware ``llm.memory``: parameters, weight memory at each layer's bits and KV-cache
   memory, exact and free (no supernet needed).
 """
@@ -59,6 +60,10 @@ def register_estimators(register: RegisterEstimator) -> None:
     register(
         "llm.perplexity",
         lazy("nasforge_llm.perplexity:PerplexityEstimator", "held-out perplexity"),
+    )
+    register(
+        "llm.multiple_choice",
+        lazy("nasforge_llm.choice:MultipleChoiceEstimator", "multiple-choice accuracy"),
     )
 
 

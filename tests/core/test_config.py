@@ -406,7 +406,7 @@ MALFORMED = [
     ),
     pytest.param(
         edited(("estimators[0].name", "gnn.accuracy")),
-        "estimators[0].name: unknown estimator 'gnn.accuracy' (available: cnn.accuracy, gnn.nasbench_graph, llm.perplexity)",
+        "estimators[0].name: unknown estimator 'gnn.accuracy' (available: cnn.accuracy, gnn.nasbench_graph, llm.multiple_choice, llm.perplexity)",
         id="unknown-estimator",
     ),
     pytest.param(
