@@ -12,8 +12,9 @@ Registered names (torch and transformers load only when a component is built):
   over a frozen base (or every weight), on Ray Train;
 - estimators ``llm.perplexity`` (held-out perplexity by weight sharing) and
   ``llm.multiple_choice`` (accuracy on a local JSONL task by log-likelihood);
-- hardware ``llm.memory``: parameters, weight memory at each layer's bits and KV-cache
-  memory, exact and free (no supernet needed).
+- hardware ``llm.memory`` (parameters, weight memory at each layer's bits and KV-cache
+  memory, exact and free: no supernet needed) and ``llm.throughput`` (measured prefill and
+  decode tokens per second of the extracted sub-network).
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ def register_spaces(register: RegisterSpace) -> None:
 def register_hardware(register: RegisterHardware) -> None:
     register(
         "llm.memory", lazy("nasforge_llm.memory:LlamaMemory", "parameters, weight and KV memory")
+    )
+    register(
+        "llm.throughput",
+        lazy("nasforge_llm.throughput:LlamaThroughput", "prefill and decode tokens/s"),
     )
 
 

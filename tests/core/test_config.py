@@ -411,7 +411,7 @@ MALFORMED = [
     ),
     pytest.param(
         edited(("hardware[0].name", "hw.jetson")),
-        "hardware[0].name: unknown hardware 'hw.jetson' (available: gnn.nasbench_graph, hw.latency, hw.latency_lut, hw.macs, hw.memory, llm.memory)",
+        "hardware[0].name: unknown hardware 'hw.jetson' (available: gnn.nasbench_graph, hw.latency, hw.latency_lut, hw.macs, hw.memory, llm.memory, llm.throughput)",
         id="unknown-hardware",
     ),
     pytest.param(

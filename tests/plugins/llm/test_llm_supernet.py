@@ -244,3 +244,12 @@ def test_memory_counts_what_the_extracted_model_holds(space, supernet):
     projections = full - 2 * (heads * 97 * 64 + 64 + 6 * 2 * 64) / 1e6
     # 4 bits, and a 16-bit scale and zero point per 16 inputs: 0.5 + 4 / 16 bytes per weight
     assert four == pytest.approx(full - projections * (1 - (0.5 + 4 / 16) / 2))
+
+
+def test_throughput_is_measured_on_the_extracted_model(space, supernet):
+    from nasforge_llm.throughput import LlamaThroughput
+
+    from nasforge.testing import check_hardware
+
+    throughput = LlamaThroughput(space, prompt_tokens=8, new_tokens=3, warmup=0, repeats=1)
+    check_hardware(throughput, space, n=2, subnet_for=supernet.extract)
