@@ -53,7 +53,7 @@ def nasforge_ray(request: pytest.FixtureRequest) -> Iterator[Any]:
     ``nasforge`` subprocesses join it instead of starting their own."""
     import ray
 
-    from .engine.runtime import ray_init
+    from .engine.runtime import LOCAL_RAY, ray_init
 
     cpus = request.config.getoption("nasforge_ray_cpus")
     if cpus < 1:
@@ -69,6 +69,7 @@ def nasforge_ray(request: pytest.FixtureRequest) -> Iterator[Any]:
             os.environ.pop("RAY_ADDRESS", None)
         else:
             os.environ["RAY_ADDRESS"] = previous
+        os.environ.pop(LOCAL_RAY, None)
         ray.shutdown()
 
 
@@ -99,10 +100,10 @@ def run_experiment(
         progress: bool = False,
         **budget: Any,
     ) -> RunResult:
-        data = with_budget(experiment, **budget)  # n_trials, concurrency, epochs, overrides...
         folder = Path(run_dir) if run_dir is not None else tmp_path / f"run{next(runs)}"
-        data["run_dir"] = str(folder)
         try:
+            data = with_budget(experiment, **budget)  # n_trials, concurrency, epochs, ...
+            data["run_dir"] = str(folder)
             plan = load_experiment_plan(data)
         except ConfigError as exc:
             if isinstance(experiment, (str, Path)):

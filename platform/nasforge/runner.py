@@ -174,6 +174,8 @@ def _set(data: dict[str, Any], path: str, value: Any) -> None:
         where = ".".join(keys[: depth + 1])
         if isinstance(node, list):
             node = node[_index(node, key, where)]
+            if not isinstance(node, (dict, list)):
+                raise ConfigError(where, f"cannot set '{path}': '{where}' is not a mapping or list")
             continue
         if node.get(key) is None:
             node[key] = {}
@@ -182,7 +184,7 @@ def _set(data: dict[str, Any], path: str, value: Any) -> None:
             raise ConfigError(where, f"cannot set '{path}': '{where}' is not a mapping or list")
     last = keys[-1]
     if isinstance(node, list):
-        node[_index(node, last, path)] = value
+        node[_index(node, last, path)] = copy.deepcopy(value)
     else:
         node[last] = copy.deepcopy(value)
 

@@ -35,7 +35,9 @@ def fake_quantize(weight: torch.Tensor, bits: int, group_size: int) -> torch.Ten
         return weight
     rows, cols = weight.shape
     pad = (-cols) % group_size
-    padded = F.pad(weight, (0, pad), value=0.0) if pad else weight
+    # a partial last group is padded with copies of its last column: the padding never
+    # widens that group's range
+    padded = torch.cat([weight, weight[:, -1:].expand(rows, pad)], 1) if pad else weight
     groups = padded.detach().reshape(rows, -1, group_size)
     low = groups.amin(-1, keepdim=True)
     high = groups.amax(-1, keepdim=True)

@@ -28,19 +28,21 @@ from .supernet import LlamaSupernet
 def measure_importance(
     supernet: LlamaSupernet, batches: Iterable[torch.Tensor]
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Per layer of the base model: the importance of each MLP neuron and each KV group,
-    measured on the largest arch over ``batches`` of token ids."""
+    """Per layer of the base model: the importance of each MLP neuron and each KV group
+    (CPU tensors), measured on the largest arch over ``batches`` of token ids (moved to the
+    model's device)."""
     previous = supernet.active_arch
     supernet.set_active(supernet.space.largest())
     layers = supernet.layers.all()
-    mlp_sq = [torch.zeros(layer.mlp.down_proj.in_features) for layer in layers]
-    attn_sq = [torch.zeros(layer.self_attn.o_proj.in_features) for layer in layers]
+    device = layers[0].mlp.down_proj.weight.device
+    mlp_sq = [torch.zeros(layer.mlp.down_proj.in_features, device=device) for layer in layers]
+    attn_sq = [torch.zeros(layer.self_attn.o_proj.in_features, device=device) for layer in layers]
     hooks = []
 
     def accumulate(store: list[torch.Tensor], index: int):
         def hook(module, args):
             x = args[0].detach().float()
-            store[index] += x.pow(2).reshape(-1, x.shape[-1]).sum(0).cpu()
+            store[index] += x.pow(2).reshape(-1, x.shape[-1]).sum(0)
 
         return hook
 
@@ -51,7 +53,7 @@ def measure_importance(
     supernet.eval()
     try:
         for batch in batches:
-            supernet(batch)
+            supernet(batch.to(device))
     finally:
         for hook in hooks:
             hook.remove()
@@ -62,10 +64,10 @@ def measure_importance(
     neurons, groups = [], []
     for index, layer in enumerate(layers):
         down = layer.mlp.down_proj.merged_weight(layer.mlp.down_proj.in_features)
-        neurons.append(mlp_sq[index].sqrt() * down.norm(dim=0))
+        neurons.append((mlp_sq[index].sqrt() * down.norm(dim=0)).cpu())
         out = layer.self_attn.o_proj.merged_weight(layer.self_attn.o_proj.in_features)
         score = attn_sq[index].sqrt() * out.norm(dim=0)
-        groups.append(score.reshape(-1, group_width).sum(1))
+        groups.append(score.reshape(-1, group_width).sum(1).cpu())
     return neurons, groups
 
 

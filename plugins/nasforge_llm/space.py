@@ -188,6 +188,12 @@ class LlamaSpace(SearchSpace):
         name = type(task).__name__
         if len(shape) != 1:
             raise ValueError(f"task {name} has samples of shape {shape}, not token sequences")
+        tokenizer = getattr(getattr(task, "config", None), "tokenizer", None)
+        if tokenizer == "bytes" and self.source.model is not None:
+            raise ValueError(
+                f"task {name} reads bytes, but the model '{self.source.model}' was trained "
+                "on its own tokens: set the task's tokenizer to the model (the same value)"
+            )
         if task.num_classes > self.num_classes:
             raise ValueError(
                 f"task {name}'s tokenizer has {task.num_classes} token ids but the model's "

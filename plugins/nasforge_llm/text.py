@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -106,6 +109,11 @@ class TextTask(Task):
         """A digest of everything that shapes a split's blocks."""
         payload = self.config.model_dump(mode="json", exclude={"cache_dir"})
         payload.update(split=split, tokenizer_vocab=self.num_classes)
+        if self.config.files:  # the files as they are now, not only their names
+            stats = [Path(f).expanduser().stat() for f in self.config.files]
+            payload["files_state"] = [(st.st_size, st.st_mtime_ns) for st in stats]
+        else:  # the standard library's docstrings change with the Python version
+            payload["python"] = list(sys.version_info[:2])
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def arrays(self, split: Literal["train", "val", "calib"]) -> tuple[Any, Any]:
@@ -122,11 +130,12 @@ class TextTask(Task):
                     self._blocks[split] = torch.load(path, weights_only=True)
             if split not in self._blocks:
                 blocks = self._build(split)
-                if path is not None:
+                if path is not None:  # several workers may build it at once: unique partials
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    partial = path.with_suffix(".partial")
+                    fd, partial = tempfile.mkstemp(dir=path.parent, suffix=".partial")
+                    os.close(fd)
                     torch.save(blocks, partial)
-                    partial.replace(path)
+                    os.replace(partial, path)
                 self._blocks[split] = blocks
         blocks = self._blocks[split]
         return blocks, blocks

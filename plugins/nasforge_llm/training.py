@@ -85,9 +85,7 @@ class LoraSandwichTrainer(Trainer):
 
     def standalone_recipe(self, space: Any) -> dict[str, Any]:
         """What training one arch alone depends on (sampling and distillation aside)."""
-        return self.config.model_dump(
-            exclude={"num_random", "distill", "sort_importance", "val_blocks", "use_gpu"}
-        )
+        return self.config.model_dump(exclude={"num_random", "distill", "val_blocks", "use_gpu"})
 
     def fit(self, supernet: Supernet, task: Task, context: TrainContext) -> None:
         opts = self.config

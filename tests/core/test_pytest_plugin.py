@@ -131,3 +131,22 @@ def test_with_budget_names_the_field_it_cannot_set(kwargs, field):
     exp = {"name": "x", "estimators": [{"name": "a"}], "search": {}}
     with pytest.raises(ConfigError, match=f"^{field}: "):
         with_budget(exp, **kwargs)
+
+
+def test_the_sessions_ray_is_known_to_be_fixed_size(nasforge_ray):
+    """RAY_ADDRESS points at it, yet a request it cannot hold fails at once, not waits."""
+    from nasforge.engine.runtime import check_resources, is_local_ray
+    from nasforge.errors import NasforgeError
+
+    assert is_local_ray()
+    with pytest.raises(NasforgeError, match="asks for 99 CPU"):
+        check_resources(99, 0, "search.resources_per_trial.{}", "each trial")
+
+
+def test_a_cluster_that_may_grow_only_warns(nasforge_ray, monkeypatch, caplog):
+    from nasforge.engine.runtime import check_resources, is_local_ray
+
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.7:6379")  # a cluster nasforge did not start
+    assert not is_local_ray()
+    check_resources(99, 0, "search.resources_per_trial.{}", "each trial")
+    assert "waiting for the autoscaler" in caplog.text

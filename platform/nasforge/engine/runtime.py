@@ -77,9 +77,23 @@ def ray_init(num_cpus: int | None = None) -> None:
         log_to_driver=False,
         configure_logging=False,
     )
+    # processes that join it through RAY_ADDRESS (nasforge commands a test runs, the
+    # pytest plugin's sessions) must still know it cannot grow: see check_resources
+    os.environ[LOCAL_RAY] = ray.get_runtime_context().gcs_address
     node = ray._private.worker.global_worker.node.node_ip_address
     if node != "127.0.0.1":
         log.warning("the local Ray listens on %s, not only on 127.0.0.1", node)
+
+
+#: set to the address of a local Ray that nasforge started (inherited by subprocesses)
+LOCAL_RAY = "NASFORGE_LOCAL_RAY"
+
+
+def is_local_ray() -> bool:
+    """Whether the Ray in use is one nasforge started on this machine (fixed size), not a
+    cluster that an autoscaler may grow."""
+    address = os.environ.get("RAY_ADDRESS")
+    return not address or address == os.environ.get(LOCAL_RAY)
 
 
 def check_resources(cpu: float, gpu: float, field: str, what: str) -> None:
@@ -93,6 +107,6 @@ def check_resources(cpu: float, gpu: float, field: str, what: str) -> None:
         have = total.get(key, 0.0)
         if asked > have:
             message = f"{field.format(name)}: {what} asks for {asked:g} {key}, but the Ray cluster has {have:g}"
-            if not os.environ.get("RAY_ADDRESS"):  # a local Ray cannot grow: it would wait
+            if is_local_ray():  # a local Ray cannot grow: the trials would wait forever
                 raise NasforgeError(message)
             log.warning("%s (waiting for the autoscaler)", message)

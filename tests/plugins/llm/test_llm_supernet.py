@@ -253,3 +253,22 @@ def test_throughput_is_measured_on_the_extracted_model(space, supernet):
 
     throughput = LlamaThroughput(space, prompt_tokens=8, new_tokens=3, warmup=0, repeats=1)
     check_hardware(throughput, space, n=2, subnet_for=supernet.extract)
+
+
+def test_a_partial_quantisation_group_keeps_its_own_range():
+    weight = torch.linspace(1.0, 2.0, 72).repeat(2, 1)  # 64 + a tail of 8, all in [1, 2]
+    quantized = fake_quantize(weight, 2, 64)
+    tail = quantized[:, 64:]
+    assert tail.min() >= weight[:, 64:].min() - 1e-6 and len(torch.unique(tail[0])) > 1
+
+
+def test_a_pretrained_model_refuses_byte_tokens(tmp_path):
+    from nasforge_llm.text import TextTask
+
+    torch.manual_seed(1)
+    LlamaForCausalLM(LlamaConfig(**{**CONFIG, "vocab_size": 300})).save_pretrained(tmp_path)
+    space = LlamaSpace(model=str(tmp_path), min_depth=3)
+    corpus = tmp_path / "a.txt"
+    corpus.write_text("text " * 200)
+    with pytest.raises(ValueError, match="reads bytes, but the model"):
+        space.check_task(TextTask(files=[str(corpus)]))

@@ -73,3 +73,12 @@ def test_perplexity_is_token_weighted_and_matches_the_models_own_loss(corpus, tm
     assert got["nll"] == pytest.approx(loss, rel=1e-5)
     assert got["perplexity"] == pytest.approx(math.exp(loss), rel=1e-5)
     assert 100 < got["perplexity"] < 1000  # an untrained model: about the vocabulary's size
+
+
+def test_an_edited_file_is_tokenised_again(corpus, tmp_path):
+    options = {"files": corpus, "block_size": 32, "fractions": (0.5, 0.25, 0.25)}
+    task = TextTask(**options)
+    before = task.fingerprint("train")
+    with open(corpus[0], "a") as f:
+        f.write(" One more sentence.")
+    assert TextTask(**options).fingerprint("train") != before
