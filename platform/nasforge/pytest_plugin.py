@@ -23,6 +23,7 @@ fixture is first used.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -91,7 +92,7 @@ def run_experiment(
     from .runner import run_experiment as run
 
     monkeypatch.delenv("NASFORGE_STORAGE", raising=False)
-    runs = iter(range(1_000_000))
+    runs = itertools.count()
 
     def run_one(
         experiment: str | Path | Mapping[str, Any],

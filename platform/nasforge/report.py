@@ -131,14 +131,17 @@ def trial_records(plan: Plan, trials: list[optuna.trial.FrozenTrial]) -> list[Tr
     return records
 
 
-def write_report(run_dir: str | Path, *, plan: Plan | None = None) -> Report:
-    """Write ``trials.csv``, ``pareto.csv``, ``pareto.json`` and ``pareto.png``."""
+def write_report(
+    run_dir: str | Path, *, plan: Plan | None = None, study: optuna.Study | None = None
+) -> Report:
+    """Write ``trials.csv``, ``pareto.csv``, ``pareto.json`` and ``pareto.png`` (from
+    ``study`` when the caller has it open, else from the run's own)."""
     import pandas as pd
 
     run_dir = Path(run_dir)
     if plan is None:
         plan, study = load_run(run_dir)
-    else:
+    elif study is None:
         study, _ = open_study(plan, run_dir, create=False)
     trials = study.get_trials(deepcopy=False)
     objectives = plan.objectives

@@ -95,9 +95,9 @@ def run_experiment(
         notify("train", training)
     search = run_search(plan, run_dir, progress=progress)
     notify("search", search)
-    report = write_report(run_dir, plan=plan)
-    notify("report", report)
     study, _ = open_study(plan, run_dir, create=False)
+    report = write_report(run_dir, plan=plan, study=study)
+    notify("report", report)
     return RunResult(
         run_dir.resolve(), plan, study, report.records, report.front, search, training, report
     )
