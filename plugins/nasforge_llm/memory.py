@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nasforge import Arch, EvalContext, Hardware, Metric
 
-from .space import LlamaSpace
+from .space import ADAPTER_GROUP, LlamaSpace
 
 MB = 1e6
 HALF = 2  # bytes of a 16-bit number
@@ -63,24 +63,14 @@ class LlamaMemory(Hardware):
         weight_bytes = 0.0
         kv_heads = 0
         for layer in space.kept_layers(arch):
-            groups, mlp, bits = arch["kv_groups"][layer], arch["mlp"][layer], arch["bits"][layer]
-            query = groups * sizes.heads_per_group * head_dim
-            kv = groups * head_dim
-            shapes = {  # (out, in) of each projection, and the adapter group it belongs to
-                "q": (query, hidden, "lora_attn"),
-                "k": (kv, hidden, "lora_attn"),
-                "v": (kv, hidden, "lora_attn"),
-                "o": (hidden, query, "lora_attn"),
-                "gate": (mlp, hidden, "lora_mlp"),
-                "up": (mlp, hidden, "lora_mlp"),
-                "down": (hidden, mlp, "lora_mlp"),
-            }
-            for out, inputs, group in shapes.values():
+            bits = arch["bits"][layer]
+            for name, (out, inputs) in space.projection_shapes(arch, layer).items():
                 params += out * inputs
-                weight_bytes += projection_bytes(out, inputs, bits, arch[group][layer], space)
+                rank = arch[ADAPTER_GROUP[name]][layer]
+                weight_bytes += projection_bytes(out, inputs, bits, rank, space)
             params += 2 * hidden  # the two RMSNorm weights
             weight_bytes += 2 * hidden * HALF
-            kv_heads += groups
+            kv_heads += arch["kv_groups"][layer]
         embedding = sizes.vocab_size * hidden
         tied = sizes.tied_embeddings
         params += embedding * (1 if tied else 2) + hidden  # embeddings, head, final norm

@@ -28,6 +28,15 @@ class PerplexityOptions(BaseModel):
     max_blocks: int | None = Field(None, ge=1, description="score the first N held-out blocks")
 
 
+def next_token_loss(logits: torch.Tensor, tokens: torch.Tensor, reduction: str = "mean"):
+    """Cross-entropy of each token given those before it (the last logit predicts nothing)."""
+    return F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+        tokens[:, 1:].reshape(-1),
+        reduction=reduction,
+    )
+
+
 @torch.no_grad()
 def token_nll(model: Any, blocks: torch.Tensor, batch_size: int, device: str) -> tuple[float, int]:
     """Summed negative log-likelihood (nats) of the predicted tokens of ``blocks`` under
@@ -35,12 +44,8 @@ def token_nll(model: Any, blocks: torch.Tensor, batch_size: int, device: str) ->
     total, count = 0.0, 0
     for start in range(0, len(blocks), batch_size):
         batch = blocks[start : start + batch_size].to(device)
-        logits = model(batch)[:, :-1].float()
-        targets = batch[:, 1:]
-        total += F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum"
-        ).item()
-        count += targets.numel()
+        total += next_token_loss(model(batch), batch, reduction="sum").item()
+        count += batch[:, 1:].numel()
     return total, count
 
 

@@ -73,21 +73,15 @@ def gguf_file() -> Path:
 
 def _convert(gguf: Path, target: Path) -> None:
     """De-quantise the GGUF once and save model and tokenizer as a plain HF directory."""
-    import torch
-    from transformers import AutoTokenizer, LlamaForCausalLM
+    import shutil
 
-    model = LlamaForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
-    )
-    quantizer = getattr(model, "hf_quantizer", None)
-    if quantizer is not None:  # the tensors are dense fp32 already
-        quantizer.remove_quantization_config(model)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    from .gguf import load_gguf_model, load_gguf_tokenizer
+
+    model = load_gguf_model(gguf)
+    tokenizer = load_gguf_tokenizer(gguf)
     partial = target.with_name(target.name + ".partial")
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
     if target.exists():
-        import shutil
-
         shutil.rmtree(target)
     partial.replace(target)

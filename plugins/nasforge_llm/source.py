@@ -18,6 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .gguf import gguf_location, load_gguf_model
+
 
 class ModelSource(BaseModel):
     """The base model: exactly one of ``model`` and ``config``."""
@@ -65,12 +67,6 @@ def model_path(spec: str) -> Path:
     return Path(spec).expanduser()
 
 
-def _gguf(path: Path) -> tuple[str, str] | None:
-    if path.suffix.lower() == ".gguf":
-        return str(path.parent), path.name
-    return None
-
-
 def llama_config(source: ModelSource) -> Any:
     """The ``LlamaConfig`` of ``source`` (no weights read)."""
     from transformers import AutoConfig, LlamaConfig
@@ -83,7 +79,7 @@ def llama_config(source: ModelSource) -> Any:
     path = model_path(source.model)
     if not path.exists():
         raise ValueError(f"model: {path} does not exist")
-    gguf = _gguf(path)
+    gguf = gguf_location(path)
     if gguf is not None:
         config = AutoConfig.from_pretrained(gguf[0], gguf_file=gguf[1])
     elif (path / "config.json").is_file():
@@ -97,7 +93,7 @@ def llama_config(source: ModelSource) -> Any:
 
 def llama_sizes(source: ModelSource) -> LlamaSizes:
     """The sizes of ``source``'s model; raises ``ValueError`` naming a bad source."""
-    if source.model is not None and not _gguf(Path(source.model)):
+    if source.model is not None and not gguf_location(Path(source.model)):
         config_file = model_path(source.model) / "config.json"
         if config_file.is_file():  # a plain JSON read, without importing transformers
             values = json.loads(config_file.read_text())
@@ -138,12 +134,8 @@ def load_llama(source: ModelSource) -> Any:
             model = LlamaForCausalLM(config)
         return model.eval()
     path = model_path(source.model)
-    gguf = _gguf(path)
-    if gguf is not None:
-        model = LlamaForCausalLM.from_pretrained(gguf[0], gguf_file=gguf[1], dtype=torch.float32)
-        quantizer = getattr(model, "hf_quantizer", None)
-        if quantizer is not None:  # the tensors are dense already: let it be saved and trained
-            quantizer.remove_quantization_config(model)
+    if gguf_location(path) is not None:
+        model = load_gguf_model(path)
     else:
         model = LlamaForCausalLM.from_pretrained(path, dtype=torch.float32)
     return model.eval()

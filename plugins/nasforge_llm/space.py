@@ -27,12 +27,22 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from nasforge import Arch, ArchError, IntRange, PerLayer, SearchSpace
+from nasforge import Arch, IntRange, PerLayer, SearchSpace
 
 from .source import ModelSource, llama_sizes
 
 #: per-layer dimensions, in arch order
 LAYER_DIMENSIONS = ("kv_groups", "mlp", "lora_attn", "lora_mlp", "bits")
+#: each projection of a layer -> the dimension that sets its LoRA rank
+ADAPTER_GROUP = {
+    "q_proj": "lora_attn",
+    "k_proj": "lora_attn",
+    "v_proj": "lora_attn",
+    "o_proj": "lora_attn",
+    "gate_proj": "lora_mlp",
+    "up_proj": "lora_mlp",
+    "down_proj": "lora_mlp",
+}
 
 
 def _distinct_sorted(name: str, values: list[Any]) -> list[Any]:
@@ -210,8 +220,20 @@ class LlamaSpace(SearchSpace):
 
         return torch.randint(0, self.num_classes, (batch, self.seq_len), generator=generator)
 
-    def layer_config(self, arch: Arch, layer: int) -> dict[str, int]:
-        """The sizes one kept layer of ``arch`` runs with."""
-        if layer not in self.kept_layers(arch):
-            raise ArchError(f"layer {layer} is dropped by this arch")
-        return {name: arch[name][layer] for name in LAYER_DIMENSIONS}
+    def projection_shapes(self, arch: Arch, layer: int) -> dict[str, tuple[int, int]]:
+        """``(out, in)`` of each of one layer's seven projections under ``arch`` (query
+        heads follow their KV groups; ``o_proj`` and ``down_proj`` read what the others
+        write), keyed as in :data:`ADAPTER_GROUP`."""
+        sizes = self.sizes
+        hidden, mlp = sizes.hidden_size, arch["mlp"][layer]
+        kv = arch["kv_groups"][layer] * sizes.head_dim
+        query = kv * sizes.heads_per_group
+        return {
+            "q_proj": (query, hidden),
+            "k_proj": (kv, hidden),
+            "v_proj": (kv, hidden),
+            "o_proj": (hidden, query),
+            "gate_proj": (mlp, hidden),
+            "up_proj": (mlp, hidden),
+            "down_proj": (hidden, mlp),
+        }

@@ -28,10 +28,10 @@ from nasforge import Arch, Supernet
 
 from .elastic import ElasticLoRALinear
 from .source import load_llama
-from .space import LlamaSpace
+from .space import ADAPTER_GROUP, LlamaSpace
 
-ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
-MLP = ("gate_proj", "up_proj", "down_proj")
+ATTENTION = tuple(name for name, group in ADAPTER_GROUP.items() if group == "lora_attn")
+MLP = tuple(name for name, group in ADAPTER_GROUP.items() if group == "lora_mlp")
 
 
 class ActiveLayers(nn.ModuleList):
@@ -81,7 +81,6 @@ class LlamaSupernet(nn.Module, Supernet):
             )
         self.head_dim = space.sizes.head_dim
         self.heads_per_group = space.sizes.heads_per_group
-        self.hidden_size = space.sizes.hidden_size
         max_rank = space["lora_attn"].choices[-1]
         for parameter in self.model.parameters():  # the base is frozen: adapters train
             parameter.requires_grad_(False)
@@ -112,20 +111,10 @@ class LlamaSupernet(nn.Module, Supernet):
             layer.self_attn.layer_idx = position  # the KV cache's slot
             if hasattr(layer, "layer_idx"):
                 layer.layer_idx = position
-            groups = arch["kv_groups"][index]
-            sizes = {
-                "q_proj": groups * self.heads_per_group * self.head_dim,
-                "k_proj": groups * self.head_dim,
-                "v_proj": groups * self.head_dim,
-                "o_proj": self.hidden_size,
-                "gate_proj": arch["mlp"][index],
-                "up_proj": arch["mlp"][index],
-                "down_proj": self.hidden_size,
-            }
+            shapes = self.space.projection_shapes(arch, index)
             for name, projection in self._projections(layer):
-                projection.active_out = sizes[name]
-                group = "lora_attn" if name in ATTENTION else "lora_mlp"
-                projection.rank = min(arch[group][index], projection.max_rank)
+                projection.active_out = shapes[name][0]
+                projection.rank = min(arch[ADAPTER_GROUP[name]][index], projection.max_rank)
                 projection.bits = arch["bits"][index]
         self.layers.active = kept
         self.model.config.num_hidden_layers = len(kept)
@@ -179,13 +168,10 @@ class LlamaSupernet(nn.Module, Supernet):
                 source, target = every[index], model.model.layers[position]
                 target.input_layernorm = copy.deepcopy(source.input_layernorm)
                 target.post_attention_layernorm = copy.deepcopy(source.post_attention_layernorm)
+                shapes = self.space.projection_shapes(arch, index)
                 for name, projection in self._projections(source):
                     owner = target.self_attn if name in ATTENTION else target.mlp
-                    in_features = {
-                        "o_proj": sizes["num_attention_heads"] * self.head_dim,
-                        "down_proj": sizes["intermediate_size"],
-                    }.get(name, self.hidden_size)
-                    setattr(owner, name, projection.extract(in_features))
+                    setattr(owner, name, projection.extract(shapes[name][1]))
             model.model.embed_tokens = copy.deepcopy(self.model.model.embed_tokens)
             model.model.norm = copy.deepcopy(self.model.model.norm)
             model.model.rotary_emb = copy.deepcopy(self.model.model.rotary_emb)

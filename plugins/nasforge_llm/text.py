@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from nasforge import Task
 
 from .corpus import ByteTokenizer, pack, read_documents, split_documents, stdlib_documents
+from .gguf import gguf_location, load_gguf_tokenizer
 from .source import model_path
 
 #: the task's split names -> the corpus's
@@ -42,8 +43,8 @@ def load_tokenizer(spec: str) -> Any:
     path = model_path(spec)
     if not path.exists():
         raise ValueError(f"tokenizer: {path} does not exist (or use 'bytes')")
-    if path.suffix.lower() == ".gguf":
-        return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    if gguf_location(path) is not None:
+        return load_gguf_tokenizer(path)
     return AutoTokenizer.from_pretrained(str(path))
 
 

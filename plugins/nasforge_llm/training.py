@@ -32,7 +32,7 @@ from nasforge import Supernet, Task, TrainContext, Trainer
 from nasforge.nn import warmup_cosine
 
 from .importance import sort_by_importance
-from .perplexity import token_nll
+from .perplexity import next_token_loss, token_nll
 
 
 class LoraSandwichOptions(BaseModel):
@@ -56,13 +56,6 @@ class LoraSandwichOptions(BaseModel):
     gradient_checkpointing: bool = Field(False, description="recompute layers in backward")
     bf16: bool = Field(False, description="bf16 autocast (where the device supports it)")
     val_blocks: int = Field(16, ge=1, description="held-out blocks scored after each epoch")
-
-
-def next_token_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of each token given those before it."""
-    return F.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), tokens[:, 1:].reshape(-1)
-    )
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
