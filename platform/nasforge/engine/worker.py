@@ -107,8 +107,8 @@ class Evaluator:
                 if isinstance(component, Estimator):
                     produced = component.evaluate(arch, context)
                 else:
-                    if subnet is None and self.supernet is not None:
-                        subnet = self._extract(arch)
+                    if subnet is None and self.supernet is not None and not component.free:
+                        subnet = self._extract(arch)  # free metrics need no subnet
                     produced = component.measure(arch, subnet, context)
                 metrics.update(_checked(component, produced))
             return {"ok": True, "metrics": metrics, "wall_s": time.perf_counter() - start}
