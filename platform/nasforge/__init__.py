@@ -7,7 +7,7 @@ PyTorch ops for supernets, and :mod:`nasforge.testing`, the conformance suite):
   :class:`IntRange`, :class:`PerLayer`, :class:`Dimension`) and :data:`Arch`;
 - the component types and their one constructor convention (:class:`Configurable`):
   :class:`Estimator`, :class:`Hardware`, :class:`Strategy`, :class:`Trainer`,
-  :class:`Task`, :class:`Supernet`, :class:`Predictor`, :class:`Tabular`;
+  :class:`Task`, :class:`Supernet` (and :class:`SubnetFormats`), :class:`Predictor`, :class:`Tabular`;
 - the values the core hands them: :class:`Metric`, :class:`Objective`,
   :class:`EvalContext`, :class:`TrainContext`, :class:`FreeMetrics`;
 - the hooks: :data:`hookimpl`, the typed ``register`` callbacks (:class:`RegisterSpace`, …)
@@ -51,6 +51,7 @@ from .sdk import (
     Objective,
     Predictor,
     Strategy,
+    SubnetFormats,
     Supernet,
     Tabular,
     Task,
@@ -128,6 +129,7 @@ __all__ = [
     "SearchSpace",
     "Strategy",
     "StudyError",
+    "SubnetFormats",
     "Supernet",
     "Tabular",
     "Task",

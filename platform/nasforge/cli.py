@@ -507,7 +507,11 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
     )
     p.add_argument("run_dir")
     p.add_argument("--trial", type=int, required=True)
-    p.add_argument("--format", choices=["torchscript", "onnx"], help="also write the static subnet")
+    p.add_argument(
+        "--format",
+        help="also write the static subnet: torchscript, onnx, or a format of the space's "
+        "own (hf, hf-packed for llm.llama)",
+    )
     p = add(
         "dashboard", cmd_dashboard, "serve optuna-dashboard for a run's or an experiment's study"
     )

@@ -267,6 +267,31 @@ class Supernet(ABC):
         """A standalone static ``nn.Module`` of ``arch`` with copied weights."""
 
 
+class SubnetFormats(ABC):
+    """Mixed into the static subnet :meth:`Supernet.extract` returns when it writes formats
+    of its own beyond TorchScript and ONNX (e.g. a Hugging Face directory).
+
+    ``nasforge export --trial N --format NAME`` accepts any ``NAME`` in
+    :attr:`export_formats`, calls :meth:`save_export`, then scores what :meth:`load_export`
+    reads back with the experiment's estimators, so an export is checked to reproduce the
+    trial, not only to load.
+    """
+
+    #: format name -> one line saying what it writes (shown when a format is refused)
+    export_formats: ClassVar[dict[str, str]] = {}
+
+    @abstractmethod
+    def save_export(self, out_dir: Path, fmt: str) -> Path:
+        """Write this subnet as ``fmt`` under ``out_dir`` and return the file or folder
+        written. Write atomically (a partial name, then a rename), so that a failed export
+        leaves nothing that looks finished."""
+
+    @abstractmethod
+    def load_export(self, path: Path, fmt: str) -> Callable[[torch.Tensor], torch.Tensor]:
+        """What :meth:`save_export` wrote at ``path``, loaded back without this object, as a
+        function from an input batch to logits (what ``Estimator.evaluate_subnet`` scores)."""
+
+
 class Task(Configurable, ABC):
     """A labelled dataset with splits fixed by a seed, read by trainers and estimators.
 

@@ -2,7 +2,8 @@
 
 ``arch.json`` holds the trial's arch, its metrics and the space it belongs to. With a
 format, the trial's static subnet is also written (:func:`nasforge.export.export_subnet`,
-TorchScript or ONNX) and the written file is scored by every estimator that can score a
+TorchScript or ONNX, or a format of the subnet's own: :class:`nasforge.SubnetFormats`)
+and the written file is scored by every estimator that can score a
 static model (``Estimator.evaluate_subnet``), so the export is checked to reproduce the
 trial, not just to load.
 """
@@ -29,8 +30,9 @@ class TrialExport:
 
 
 def export_trial(run_dir: Path, number: int, fmt: str | None = None) -> TrialExport:
-    """Export COMPLETE trial ``number`` of the run in ``run_dir`` (``fmt``: ``torchscript``
-    or ``onnx`` to also write its static subnet)."""
+    """Export COMPLETE trial ``number`` of the run in ``run_dir`` (``fmt``: ``torchscript``,
+    ``onnx``, or a format the space's subnets write themselves (:class:`~nasforge.SubnetFormats`,
+    e.g. ``hf``) to also write its static subnet)."""
     from .report import load_run
 
     plan, study = load_run(run_dir)
@@ -69,15 +71,27 @@ def _export_model(
 
     from .engine.weights import trained_weights
     from .engine.worker import Evaluator
-    from .export import export_subnet, load_exported
+    from .export import EXPORT_FILES, export_subnet, load_exported
+    from .sdk import SubnetFormats
 
     evaluator = Evaluator.build(plan.to_json(), str(run_dir), [trained_weights(run_dir)])
     arch = evaluator.plan.space.validate(record["arch"])
     subnet = evaluator.subnet(arch, record["trial"])
     shape = evaluator.plan.space.input_shape(arch)
-    example = torch.randn(1, *shape, device=evaluator.contexts[0].device)
-    written = export_subnet(subnet, example, out, fmt)
-    model = load_exported(written)
+    if fmt in EXPORT_FILES:
+        example = torch.randn(1, *shape, device=evaluator.contexts[0].device)
+        written = export_subnet(subnet, example, out, fmt)
+        model = load_exported(written)
+    else:
+        own = subnet.export_formats if isinstance(subnet, SubnetFormats) else {}
+        if fmt not in own:
+            known = ", ".join([*EXPORT_FILES, *own])
+            raise NasforgeError(
+                f"--format {fmt}: the subnets of space '{plan.experiment.space.name}' are "
+                f"written as {known}"
+            )
+        written = subnet.save_export(out, fmt)
+        model = subnet.load_export(written, fmt)
     reproduced: dict[str, float] = {}
     for estimator, context in zip(evaluator.plan.estimators, evaluator.contexts, strict=False):
         try:

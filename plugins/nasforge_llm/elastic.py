@@ -7,11 +7,17 @@ read from the input (as every :mod:`nasforge.nn` op does), the active ``rank`` a
     y = x Q(W[:out, :in])^T + b[:out] + (x A[:rank, :in]^T) B[:out, :rank]^T * alpha / max_rank
 
 ``Q`` is asymmetric min-max quantisation to ``bits`` in groups of ``group_size`` weights
-along the input (identity at 16 bits), with a straight-through gradient. The LoRA scale is
+along the input (identity at 16 bits; :mod:`.quantization`), with a straight-through
+gradient. The LoRA scale is
 ``alpha / max_rank`` for every rank, as SQFT's neural low-rank search keeps it: a rank-r
 adapter is the first r components of the largest one, so smaller ranks are prefixes of the
 same sum (a peft adapter of rank r with ``lora_alpha = alpha * r / max_rank`` is the same
 function). Slices are views: activating a subnet copies no weights.
+
+A projection holds ``adapters`` LoRA adapters (``lora_A``: ``(adapters, max_rank, in)``,
+``lora_B``: ``(adapters, out, max_rank)``) and runs the one ``adapter`` selects: one shared by
+every bit-width, or one per bit-width (LLM-QFA's decoupled adapters, so that what corrects a
+2-bit weight does not have to correct a 16-bit one too).
 """
 
 from __future__ import annotations
@@ -25,27 +31,7 @@ from torch import nn
 
 from nasforge.nn import ElasticModule
 
-FULL_PRECISION = 16
-
-
-def fake_quantize(weight: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:
-    """``weight`` rounded to ``2**bits`` levels per group of ``group_size`` inputs
-    (asymmetric min-max), with the gradient of the identity; unchanged at 16 bits."""
-    if bits >= FULL_PRECISION:
-        return weight
-    rows, cols = weight.shape
-    pad = (-cols) % group_size
-    # a partial last group is padded with copies of its last column: the padding never
-    # widens that group's range
-    padded = torch.cat([weight, weight[:, -1:].expand(rows, pad)], 1) if pad else weight
-    groups = padded.detach().reshape(rows, -1, group_size)
-    low = groups.amin(-1, keepdim=True)
-    high = groups.amax(-1, keepdim=True)
-    levels = 2**bits - 1
-    scale = (high - low).clamp(min=1e-8) / levels
-    quantized = ((groups - low) / scale).round().clamp(0, levels) * scale + low
-    quantized = quantized.reshape(rows, -1)[:, :cols]
-    return weight + (quantized - weight).detach()
+from .quantization import FULL_PRECISION, QuantizedWeight, fake_quantize, quantize
 
 
 class ElasticLoRALinear(ElasticModule):
@@ -60,10 +46,14 @@ class ElasticLoRALinear(ElasticModule):
 
     cache_weights: ClassVar[bool] = True
 
-    def __init__(self, base: nn.Linear, max_rank: int, alpha: float, group_size: int = 64):
+    def __init__(
+        self, base: nn.Linear, max_rank: int, alpha: float, group_size: int = 64, adapters: int = 1
+    ):
         super().__init__()
         if max_rank < 0:
             raise ValueError(f"ElasticLoRALinear: max_rank must be >= 0, got {max_rank}")
+        if adapters < 1:
+            raise ValueError(f"ElasticLoRALinear: adapters must be >= 1, got {adapters}")
         self.in_features, self.out_features = base.in_features, base.out_features
         self.weight = base.weight  # the same Parameter: wrapping copies nothing
         self.weight.requires_grad_(False)
@@ -73,12 +63,17 @@ class ElasticLoRALinear(ElasticModule):
         self.max_rank = max_rank
         self.alpha = float(alpha)
         self.group_size = group_size
-        self.lora_A = nn.Parameter(torch.empty(max_rank, self.in_features))
-        self.lora_B = nn.Parameter(torch.zeros(self.out_features, max_rank))
-        if max_rank:
-            nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as peft initialises A
+        self.lora_A = nn.Parameter(
+            torch.empty(adapters, max_rank, self.in_features, dtype=torch.float32)
+        )
+        self.lora_B = nn.Parameter(
+            torch.zeros(adapters, self.out_features, max_rank, dtype=torch.float32)
+        )
+        for a in self.lora_A if max_rank else ():
+            nn.init.kaiming_uniform_(a, a=math.sqrt(5))  # as peft initialises A
         self.active_out = self.out_features
         self.rank = max_rank
+        self.adapter = 0
         self.bits = FULL_PRECISION
         self._cache: tuple[tuple, torch.Tensor] | None = None
 
@@ -102,9 +97,11 @@ class ElasticLoRALinear(ElasticModule):
         else:  # a frozen base: quantise it once per configuration, not once per step
             weight = self._cached("base", in_features, self.active_weight)
         y = F.linear(x, weight, bias)
-        if self.rank:
-            down = F.linear(x, self.lora_A[: self.rank, :in_features])
-            y = y + F.linear(down, self.lora_B[:out, : self.rank]) * self.scale
+        if self.rank:  # the adapter in its own dtype (float32 over a bf16 base)
+            a = self.lora_A[self.adapter, : self.rank, :in_features]
+            down = F.linear(x.to(a.dtype), a)
+            up = F.linear(down, self.lora_B[self.adapter, :out, : self.rank]) * self.scale
+            y = y + up.to(y.dtype)
         return y
 
     def _cached(self, kind: str, in_features: int, build) -> torch.Tensor:
@@ -113,7 +110,7 @@ class ElasticLoRALinear(ElasticModule):
         key = (kind, in_features, self.active_out, self.bits, self.weight._version,
                self.weight.data_ptr())  # fmt: skip
         if kind == "merged":
-            key += (self.rank, self.lora_A._version, self.lora_B._version)
+            key += (self.rank, self.adapter, self.lora_A._version, self.lora_B._version)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         with torch.no_grad():
@@ -131,16 +128,31 @@ class ElasticLoRALinear(ElasticModule):
         """The active weight with the active adapter merged in (a copy)."""
         weight = self.active_weight(in_features).clone()
         if self.rank:
-            delta = (
-                self.lora_B[: self.active_out, : self.rank] @ self.lora_A[: self.rank, :in_features]
-            )
-            weight += delta * self.scale
+            a, b = self.lora_A[self.adapter], self.lora_B[self.adapter]
+            delta = b[: self.active_out, : self.rank] @ a[: self.rank, :in_features]
+            weight += (delta * self.scale).to(weight.dtype)
         return weight
+
+    @torch.no_grad()
+    def quantized_parts(
+        self, in_features: int
+    ) -> tuple[QuantizedWeight, torch.Tensor, torch.Tensor] | None:
+        """How a deployment stores this projection below 16 bits (``None`` at 16): the
+        quantised base weight and the active adapter apart, ``(weight, A, B * scale)``, as
+        ``llm.memory`` counts it (an adapter merged into quantised weights leaves the grid)."""
+        if self.bits >= FULL_PRECISION:
+            return None
+        weight = quantize(self.weight[: self.active_out, :in_features], self.bits, self.group_size)
+        a = self.lora_A[self.adapter, : self.rank, :in_features].clone()
+        b = self.lora_B[self.adapter, : self.active_out, : self.rank] * self.scale
+        return weight, a, b.clone()
 
     @torch.no_grad()
     def extract(self, in_channels: int) -> nn.Linear:
         """A plain ``nn.Linear`` of the active sizes, adapter merged, weights copied."""
-        linear = nn.Linear(in_channels, self.active_out, bias=self.bias is not None)
+        linear = nn.Linear(
+            in_channels, self.active_out, bias=self.bias is not None, dtype=self.weight.dtype
+        )
         linear.weight.copy_(self.merged_weight(in_channels))
         if self.bias is not None:
             linear.bias.copy_(self.bias[: self.active_out])
@@ -149,5 +161,6 @@ class ElasticLoRALinear(ElasticModule):
     def extra_repr(self) -> str:
         return (
             f"in={self.in_features}, out={self.active_out}/{self.out_features}, "
-            f"rank={self.rank}/{self.max_rank}, bits={self.bits}"
+            f"rank={self.rank}/{self.max_rank}, bits={self.bits}, "
+            f"adapter={self.adapter}/{len(self.lora_A)}"
         )

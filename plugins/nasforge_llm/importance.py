@@ -104,11 +104,11 @@ def _reorder(tensor: torch.Tensor, index: torch.Tensor, dim: int) -> None:
 
 def _permute_outputs(projection, index: torch.Tensor) -> None:
     _reorder(projection.weight, index, 0)
-    _reorder(projection.lora_B, index, 0)
+    _reorder(projection.lora_B, index, 1)
     if projection.bias is not None:
         _reorder(projection.bias, index, 0)
 
 
 def _permute_inputs(projection, index: torch.Tensor) -> None:
     _reorder(projection.weight, index, 1)
-    _reorder(projection.lora_A, index, 1)
+    _reorder(projection.lora_A, index, 2)

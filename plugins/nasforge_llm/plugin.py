@@ -9,7 +9,8 @@ Registered names (torch and transformers load only when a component is built):
 - task ``llm.text``: text in blocks of tokens (the standard library's docstrings by
   default, or your .txt/.jsonl files);
 - trainer ``llm.lora_sandwich``: sandwich rule with in-place distillation on LoRA adapters
-  over a frozen base (or every weight), on Ray Train;
+  over a frozen base (or every weight), on Ray Train; ``llm.qfa``: LLM-QFA's one adapter
+  per bit-width and budget-first bit-width scheduler;
 - estimators ``llm.perplexity`` (held-out perplexity by weight sharing) and
   ``llm.multiple_choice`` (accuracy on a local JSONL task by log-likelihood);
 - hardware ``llm.memory`` (parameters, weight memory at each layer's bits and KV-cache
@@ -77,4 +78,8 @@ def register_trainers(register: RegisterTrainer) -> None:
     register(
         "llm.lora_sandwich",
         lazy("nasforge_llm.training:LoraSandwichTrainer", "sandwich rule on LoRA adapters"),
+    )
+    register(
+        "llm.qfa",
+        lazy("nasforge_llm.training:QfaTrainer", "LLM-QFA: per-bit-width adapters, budget-first"),
     )

@@ -9,7 +9,9 @@ uniformly among ``bins`` equal-width bins of the average bit-width over
 two choices around ``t`` (``lo <= t <= hi``) with the probability that makes its expected value
 ``t`` (``P(hi) = (t - lo) / (hi - lo)``); a draw whose average leaves the bin (rare: the
 average spreads little around ``t``) is drawn again. Every budget bin is then trained
-equally often.
+equally often — as long as its averages can be reached: with few layers the averages are
+coarse (4 layers over {2, 4, 16} cannot average 8 to 10 bits), so keep ``bins`` below the
+number of layers there.
 """
 
 from __future__ import annotations

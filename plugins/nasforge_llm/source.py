@@ -6,7 +6,8 @@ or a ``.gguf`` file (every tensor de-quantised to fp32 by transformers), or is
 gives ``LlamaConfig`` fields for a randomly initialised model (seeded by ``seed``), which is
 what the tests and ``examples/llm_tiny.yaml`` use. :func:`llama_sizes` reads only the
 configuration (the space needs the sizes, never the weights); :func:`load_llama` loads the
-model on the CPU in fp32.
+model on the CPU, in fp32 or, with ``dtype: bfloat16``, with its base weights in bf16 (a
+frozen 7-8 B base on one GPU; the LoRA adapters stay fp32).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,6 +33,9 @@ class ModelSource(BaseModel):
         None, description="LlamaConfig fields of a randomly initialised model"
     )
     seed: int = Field(0, ge=0, description="initialisation seed of a config-built model")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="the base model's weights (adapters are always float32)"
+    )
 
     def check_source(self) -> None:
         """Raise ``ValueError`` unless exactly one source is given."""
@@ -123,19 +127,21 @@ def _sizes(values: dict[str, Any]) -> LlamaSizes:
 
 
 def load_llama(source: ModelSource) -> Any:
-    """The model of ``source`` as an fp32 ``LlamaForCausalLM`` on the CPU, in eval mode."""
+    """The model of ``source`` as a ``LlamaForCausalLM`` on the CPU in ``source.dtype``, in
+    eval mode."""
     import torch
     from transformers import LlamaForCausalLM
 
+    dtype = getattr(torch, source.dtype)
     if source.config is not None:
         config = llama_config(source)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(source.seed)
             model = LlamaForCausalLM(config)
-        return model.eval()
+        return model.to(dtype).eval()
     path = model_path(source.model)
     if gguf_location(path) is not None:
-        model = load_gguf_model(path)
+        model = load_gguf_model(path).to(dtype)
     else:
-        model = LlamaForCausalLM.from_pretrained(path, dtype=torch.float32)
+        model = LlamaForCausalLM.from_pretrained(path, dtype=dtype)
     return model.eval()

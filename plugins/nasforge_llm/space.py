@@ -23,7 +23,7 @@ never loads weights.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -82,6 +82,11 @@ class LlamaSpace(SearchSpace):
         )
         lora_alpha: float = Field(
             16.0, gt=0, description="LoRA scale numerator: adapters add alpha / max rank"
+        )
+        adapters: Literal["shared", "per_bits"] = Field(
+            "shared",
+            description="one LoRA adapter for every bit-width, or one per bit-width "
+            "(LLM-QFA's decoupled adapters)",
         )
         group_size: int = Field(64, ge=8, description="weights per quantisation group")
         seq_len: int = Field(128, ge=2, description="tokens per sample in examples and checks")
@@ -150,6 +155,8 @@ class LlamaSpace(SearchSpace):
         self.seq_len = opts.seq_len
         self.group_size = opts.group_size
         self.lora_alpha = opts.lora_alpha
+        #: LoRA adapters per projection: one, or one per bit-width (see ``adapter_index``)
+        self.num_adapters = len(opts.bits) if opts.adapters == "per_bits" else 1
         dimensions = [IntRange("depth", min_depth, layers)]
         if min_depth < layers:
             dimensions.append(
@@ -219,6 +226,10 @@ class LlamaSpace(SearchSpace):
         import torch
 
         return torch.randint(0, self.num_classes, (batch, self.seq_len), generator=generator)
+
+    def adapter_index(self, bits: int) -> int:
+        """Which of a projection's adapters runs at ``bits`` (0 when they are shared)."""
+        return self["bits"].choices.index(bits) if self.num_adapters > 1 else 0
 
     def projection_shapes(self, arch: Arch, layer: int) -> dict[str, tuple[int, int]]:
         """``(out, in)`` of each of one layer's seven projections under ``arch`` (query

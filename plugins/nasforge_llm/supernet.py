@@ -18,15 +18,18 @@ without changing its function.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from nasforge import Arch, Supernet
+from nasforge import Arch, SubnetFormats, Supernet
 
 from .elastic import ElasticLoRALinear
+from .hf_export import empty_llama, load_pretrained, save_hf
+from .quantization import QuantizedWeight
 from .source import load_llama
 from .space import ADAPTER_GROUP, LlamaSpace
 
@@ -90,7 +93,9 @@ class LlamaSupernet(nn.Module, Supernet):
                 rank = max_rank if names is ATTENTION else space["lora_mlp"].choices[-1]
                 for name in names:
                     base = getattr(owner, name)
-                    elastic = ElasticLoRALinear(base, rank, space.lora_alpha, space.group_size)
+                    elastic = ElasticLoRALinear(
+                        base, rank, space.lora_alpha, space.group_size, space.num_adapters
+                    )
                     setattr(owner, name, elastic)
         decoder.layers = ActiveLayers(list(decoder.layers))
         self.active_arch: Arch | None = None
@@ -116,6 +121,7 @@ class LlamaSupernet(nn.Module, Supernet):
                 projection.active_out = shapes[name][0]
                 projection.rank = min(arch[ADAPTER_GROUP[name]][index], projection.max_rank)
                 projection.bits = arch["bits"][index]
+                projection.adapter = self.space.adapter_index(projection.bits)
         self.layers.active = kept
         self.model.config.num_hidden_layers = len(kept)
         self.active_arch = arch
@@ -136,10 +142,7 @@ class LlamaSupernet(nn.Module, Supernet):
     @torch.no_grad()
     def extract(self, arch: Arch) -> LlamaSubnet:
         """A physically smaller ``LlamaForCausalLM`` of ``arch`` (adapters merged, weights
-        quantised to their bits, copied), wrapped to return logits."""
-        from transformers import LlamaForCausalLM
-        from transformers.models.llama.modeling_llama import LlamaDecoderLayer
-
+        quantised to their bits, copied), wrapped to return logits and to export itself."""
         previous = self.active_arch
         self.set_active(arch)
         arch = self.active_arch
@@ -150,28 +153,24 @@ class LlamaSupernet(nn.Module, Supernet):
             per_layer = [self._layer_sizes(arch, i) for i in kept]
             uniform = all(sizes == per_layer[0] for sizes in per_layer)
             config.head_dim = self.head_dim
-            config.intermediate_size = per_layer[0]["intermediate_size"]
-            config.num_key_value_heads = per_layer[0]["num_key_value_heads"]
-            config.num_attention_heads = per_layer[0]["num_attention_heads"]
-            if hasattr(config, "layer_types") and config.layer_types is not None:
+            for key, value in per_layer[0].items():
+                setattr(config, key, value)
+            if getattr(config, "layer_types", None) is not None:
                 config.layer_types = [config.layer_types[i] for i in kept]
-            with torch.device("meta"):
-                model = LlamaForCausalLM(config)
+            model = empty_llama(config, None if uniform else per_layer)
             every = self.layers.all()
-            for position, (index, sizes) in enumerate(zip(kept, per_layer, strict=True)):
-                if not uniform:  # sizes of its own: build the layer for them
-                    layer_config = copy.copy(config)
-                    for key, value in sizes.items():
-                        setattr(layer_config, key, value)
-                    with torch.device("meta"):
-                        model.model.layers[position] = LlamaDecoderLayer(layer_config, position)
+            quantized = {}
+            for position, index in enumerate(kept):
                 source, target = every[index], model.model.layers[position]
                 target.input_layernorm = copy.deepcopy(source.input_layernorm)
                 target.post_attention_layernorm = copy.deepcopy(source.post_attention_layernorm)
                 shapes = self.space.projection_shapes(arch, index)
                 for name, projection in self._projections(source):
-                    owner = target.self_attn if name in ATTENTION else target.mlp
-                    setattr(owner, name, projection.extract(shapes[name][1]))
+                    owner = "self_attn" if name in ATTENTION else "mlp"
+                    setattr(getattr(target, owner), name, projection.extract(shapes[name][1]))
+                    parts = projection.quantized_parts(shapes[name][1])
+                    if parts is not None:
+                        quantized[f"model.layers.{position}.{owner}.{name}"] = parts
             model.model.embed_tokens = copy.deepcopy(self.model.model.embed_tokens)
             model.model.norm = copy.deepcopy(self.model.model.norm)
             model.model.rotary_emb = copy.deepcopy(self.model.model.rotary_emb)
@@ -182,7 +181,15 @@ class LlamaSupernet(nn.Module, Supernet):
             for parameter in model.parameters():
                 parameter.requires_grad_(True)
             model.eval()
-            return LlamaSubnet(model, arch, None if uniform else per_layer)
+            return LlamaSubnet(
+                model,
+                arch,
+                None if uniform else per_layer,
+                bits=[arch["bits"][i] for i in kept],
+                group_size=self.space.group_size,
+                quantized=quantized,
+                tokenizer=self.space.source.model,
+            )
         finally:
             if previous is not None:
                 self.set_active(previous)
@@ -196,19 +203,57 @@ class LlamaSupernet(nn.Module, Supernet):
         }
 
 
-class LlamaSubnet(nn.Module):
+class LlamaSubnet(nn.Module, SubnetFormats):
     """An extracted sub-network: ``hf`` is a plain ``LlamaForCausalLM``; ``forward`` returns
     logits like the supernet's. ``per_layer`` lists each layer's sizes when they differ
-    (then ``hf`` needs nasforge's loader to be rebuilt from its saved files)."""
+    (then ``hf`` needs :func:`nasforge_llm.load_pretrained` to be rebuilt from its saved
+    files); ``bits`` is each kept layer's bit-width; ``quantized`` holds, for each projection
+    below 16 bits, the quantised base weight and its adapter apart (what ``hf-packed``
+    writes); ``tokenizer`` is where the base model's tokenizer comes from, if it has one."""
 
-    def __init__(self, hf: Any, arch: Arch, per_layer: list[dict[str, int]] | None):
+    export_formats: ClassVar[dict[str, str]] = {
+        "hf": "a Hugging Face directory, float weights (plain from_pretrained when uniform)",
+        "hf-packed": "a Hugging Face directory, weights below 16 bits packed to their bits",
+    }
+
+    def __init__(
+        self,
+        hf: Any,
+        arch: Arch,
+        per_layer: list[dict[str, int]] | None,
+        *,
+        bits: list[int] | None = None,
+        group_size: int = 64,
+        quantized: dict[str, tuple[QuantizedWeight, torch.Tensor, torch.Tensor]] | None = None,
+        tokenizer: str | None = None,
+    ):
         super().__init__()
         self.hf = hf
         self.arch = arch
         self.per_layer = per_layer
+        self.bits = bits if bits is not None else [16] * hf.config.num_hidden_layers
+        self.group_size = group_size
+        self.quantized = quantized or {}
+        self.tokenizer = tokenizer
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """The logits, ``(batch, tokens, vocab)``."""
         return self.hf(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+    def save_export(self, out_dir: Path, fmt: str) -> Path:
+        """Write ``out_dir/hf`` or ``out_dir/hf-packed`` (:mod:`nasforge_llm.hf_export`)."""
+        return save_hf(self, out_dir, packed=fmt == "hf-packed")
+
+    def load_export(self, path: Path, fmt: str) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The saved directory loaded by :func:`nasforge_llm.load_pretrained`, as a function
+        from token ids to logits (on this subnet's device)."""
+        device = next(self.hf.parameters()).device
+        model = load_pretrained(path, device=str(device))
+
+        def logits(input_ids: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return model(input_ids=input_ids, use_cache=False).logits
+
+        return logits

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -71,6 +71,8 @@ class LoraSandwichTrainer(Trainer):
 
     Options = LoraSandwichOptions
     trains_standalone = True
+    #: options that do not change how one arch trains alone (see ``standalone_recipe``)
+    sampling_options: ClassVar[set[str]] = {"num_random", "distill", "val_blocks", "use_gpu"}
 
     def __init__(self, **options: Any):
         super().__init__(**options)
@@ -78,12 +80,26 @@ class LoraSandwichTrainer(Trainer):
 
     def standalone_recipe(self, space: Any) -> dict[str, Any]:
         """What training one arch alone depends on (sampling and distillation aside)."""
-        return self.config.model_dump(exclude={"num_random", "distill", "val_blocks", "use_gpu"})
+        return self.config.model_dump(exclude=self.sampling_options)
+
+    def step_archs(self, space: Any, rng: np.random.Generator) -> list[dict[str, Any]]:
+        """The sub-networks one step trains, the teacher first: the largest, ``num_random``
+        sampled ones and the smallest (over a frozen base, with the smallest non-zero LoRA
+        rank: without adapters it would have nothing to train)."""
+        sampled = [space.sample(rng) for _ in range(self.config.num_random)]
+        smallest = dict(space.smallest())
+        if not self.config.train_base:
+            for group in ("lora_attn", "lora_mlp"):
+                ranks = [r for r in space[group].choices if r > 0]
+                if ranks:
+                    smallest[group] = [max(r, ranks[0]) for r in smallest[group]]
+        return [space.largest(), *sampled, smallest]
 
     def fit(self, supernet: Supernet, task: Task, context: TrainContext) -> None:
         opts = self.config
         model: Any = supernet
         space = model.space
+        self.check_space(space)
         device = torch.device(context.device)
         if hasattr(task, "use_cache_dir") and context.run_dir is not None:
             task.use_cache_dir(context.run_dir / "data")
@@ -122,8 +138,7 @@ class LoraSandwichTrainer(Trainer):
         def archs_of(step: int) -> list[dict[str, Any]]:
             if context.arch is not None:  # standalone training: that arch alone, on tokens
                 return [context.arch]
-            rng = np.random.default_rng([context.seed, step])
-            return [largest, *(space.sample(rng) for _ in range(opts.num_random)), smallest]
+            return self.step_archs(space, np.random.default_rng([context.seed, step]))
 
         for epoch in range(start_epoch, epochs):
             started = time.perf_counter()
@@ -149,7 +164,8 @@ class LoraSandwichTrainer(Trainer):
                             teacher = logits.detach() if i == 0 else teacher
                         else:
                             loss = distillation_loss(logits, teacher)
-                        (loss / opts.grad_accum).backward()
+                        if loss.requires_grad:  # else nothing of it trains (no adapter)
+                            (loss / opts.grad_accum).backward()
                         total += float(loss.detach()) / (len(archs) * opts.grad_accum)
                 context.sync_gradients(trainable)
                 if opts.grad_clip:
@@ -193,3 +209,64 @@ class LoraSandwichTrainer(Trainer):
         finally:
             model.train(was_training)
         return out
+
+
+class QfaOptions(LoraSandwichOptions):
+    """Options of ``llm.qfa``: those of ``llm.lora_sandwich`` and the scheduler's bins."""
+
+    num_random: int = Field(2, ge=1, description="sub-networks per step at scheduled bits")
+    budget_bins: int = Field(
+        7, ge=1, description="equal-width bins of the average bit-width, drawn uniformly"
+    )
+    sample_other: bool = Field(
+        False,
+        description="also sample the other dimensions (depth, widths, ranks); "
+        "else they stay at their largest, as in LLM-QFA",
+    )
+
+
+class QfaTrainer(LoraSandwichTrainer):
+    """LLM-QFA (One QuantLLM for ALL): one LoRA adapter per bit-width over a frozen,
+    fake-quantised base, and a budget-first scheduler.
+
+    Each step trains the full-precision largest sub-network (the teacher) and ``num_random``
+    sub-networks whose per-layer bit-widths come from :func:`nasforge_llm.qfa.sample_bits`:
+    the average bit-width's bin is drawn uniformly first, so every memory budget is trained
+    about equally often (uniform per-layer draws would almost never train the lowest or the
+    highest budgets). The others distil the teacher's logits, as in ``llm.lora_sandwich``.
+    The space must hold one adapter per bit-width (``adapters: per_bits``).
+    """
+
+    Options = QfaOptions
+    sampling_options: ClassVar[set[str]] = {
+        *LoraSandwichTrainer.sampling_options,
+        "budget_bins",
+        "sample_other",
+    }
+
+    def __init__(self, **options: Any):
+        Trainer.__init__(self, **options)
+        self.config = QfaOptions(**options)
+
+    def check_space(self, space: Any) -> None:
+        """Raise ``ValueError`` unless ``space`` keeps one adapter per bit-width."""
+        if len(space["bits"].choices) > 1 and space.num_adapters == 1:
+            raise ValueError(
+                "llm.qfa trains one LoRA adapter per bit-width: set the space's "
+                "options.adapters to per_bits"
+            )
+
+    def step_archs(self, space: Any, rng: np.random.Generator) -> list[dict[str, Any]]:
+        """The largest sub-network, then ``num_random`` at scheduled per-layer bits."""
+        from .qfa import sample_bits
+
+        opts = self.config
+        largest = space.largest()
+        archs = [largest]
+        for _ in range(opts.num_random):
+            arch = dict(space.sample(rng) if opts.sample_other else largest)
+            arch["bits"] = sample_bits(
+                rng, space.num_layers, space["bits"].choices, opts.budget_bins
+            )
+            archs.append(arch)
+        return archs

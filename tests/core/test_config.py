@@ -416,7 +416,7 @@ MALFORMED = [
     ),
     pytest.param(
         edited(("train", {"trainer": "sandwich"})),
-        "train.trainer: unknown trainer 'sandwich' (available: cnn.progressive, cnn.sandwich, llm.lora_sandwich)",
+        "train.trainer: unknown trainer 'sandwich' (available: cnn.progressive, cnn.sandwich, llm.lora_sandwich, llm.qfa)",
         id="unknown-trainer",
     ),
     # plugin options, validated against each plugin's own Options model

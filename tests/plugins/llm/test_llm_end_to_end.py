@@ -3,12 +3,21 @@ nasforge's own ``run_experiment`` fixture: a small randomly initialised LLaMA ov
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
-from tiny_llm import TINY_LLAMA
+from tiny_llm import TINY_LLAMA, write_documents
 
 pytest.importorskip("transformers", reason="nasforge[llm] is not installed")
+
+import torch
+from nasforge_llm import load_pretrained
+from transformers import AutoModelForCausalLM
+
+from nasforge.cli import main
+from nasforge.errors import NasforgeError
+from nasforge.trial_export import export_trial
 
 TEXT = (
     "The supernet is trained once. Then its sub-networks are searched for the ones that "
@@ -17,11 +26,7 @@ TEXT = (
 
 
 def experiment(tmp_path) -> dict:
-    files = []
-    for i in range(16):
-        path = tmp_path / f"doc{i}.txt"
-        path.write_text(f"Document {i}. " + TEXT * 8)
-        files.append(str(path))
+    files = write_documents(tmp_path, 16, "Document {i}. " + TEXT * 8)
     config = TINY_LLAMA
     return {
         "name": "llm_tiny_test",
@@ -82,3 +87,29 @@ def test_a_tiny_llm_supernet_trains_on_ray_train_and_is_searched(run_experiment,
     assert result.front
     log = (result.run_dir / "supernet" / "metrics.jsonl").read_text().splitlines()
     assert len(log) == 2 and "val_ppl_largest" in log[-1] and "val_ppl_smallest" in log[-1]
+
+    # the smallest arch (uniform: one size and 4 bits in every layer) exported to Hugging
+    # Face reproduces its trial, loads with plain transformers, and packs to its bits
+    smallest = result.plan.space.smallest()
+    [trial] = [t for t in result.complete if t.arch == smallest and t.duplicate_of is None]
+    assert (
+        main(["export", str(result.run_dir), "--trial", str(trial.number), "--format", "hf"]) == 0
+    )
+    out = result.run_dir / "subnets" / str(trial.number)
+    record = json.loads((out / "arch.json").read_text())
+    reproduced = record["export"]["metrics"]["perplexity"]
+    assert reproduced == pytest.approx(trial.metrics["perplexity"], rel=1e-6)
+    hf = AutoModelForCausalLM.from_pretrained(out / "hf").eval()
+    config = json.loads((out / "hf" / "config.json").read_text())
+    assert config["nasforge"]["bits"] == [4, 4] and config["nasforge"]["layers"] is None
+    assert hf.config.num_hidden_layers == 2 and hf.config.intermediate_size == 16
+    packed = export_trial(result.run_dir, trial.number, "hf-packed")
+    assert packed.reproduced["perplexity"] == pytest.approx(reproduced, rel=1e-5)
+    blocks = (out / "hf-packed" / "model.safetensors").stat().st_size
+    assert blocks < (out / "hf" / "model.safetensors").stat().st_size
+    with torch.no_grad():
+        x = torch.randint(0, 257, (2, 16))
+        assert torch.allclose(load_pretrained(out / "hf-packed")(x).logits, hf(x).logits, atol=1e-4)
+
+    with pytest.raises(NasforgeError, match="written as torchscript, onnx, hf, hf-packed"):
+        export_trial(result.run_dir, trial.number, "gguf")

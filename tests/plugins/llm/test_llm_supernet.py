@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("transformers", reason="nasforge[llm] is not installed")
 
 import torch
-from nasforge_llm.elastic import fake_quantize
+from nasforge_llm.quantization import fake_quantize
 from nasforge_llm.space import LlamaSpace
 from nasforge_llm.supernet import LlamaSupernet
 from transformers import AutoModelForCausalLM, DynamicCache, LlamaConfig, LlamaForCausalLM
@@ -259,7 +259,8 @@ def test_a_partial_quantisation_group_keeps_its_own_range():
     weight = torch.linspace(1.0, 2.0, 72).repeat(2, 1)  # 64 + a tail of 8, all in [1, 2]
     quantized = fake_quantize(weight, 2, 64)
     tail = quantized[:, 64:]
-    assert tail.min() >= weight[:, 64:].min() - 1e-6 and len(torch.unique(tail[0])) > 1
+    # the group's minimum is stored in fp16 (what a packed export keeps): within its rounding
+    assert tail.min() >= weight[:, 64:].min() - 2e-3 and len(torch.unique(tail[0])) > 1
 
 
 def test_a_pretrained_model_refuses_byte_tokens(tmp_path):
@@ -272,3 +273,22 @@ def test_a_pretrained_model_refuses_byte_tokens(tmp_path):
     corpus.write_text("text " * 200)
     with pytest.raises(ValueError, match="reads bytes, but the model"):
         space.check_task(TextTask(files=[str(corpus)]))
+
+
+def test_a_bf16_base_trains_float32_adapters_and_extracts():
+    """The recipe for a 7-8 B base on one GPU: frozen bf16 weights, fp32 LoRA."""
+    space = LlamaSpace(**{**OPTIONS, "dtype": "bfloat16", "bits": [4, 16]})
+    net = LlamaSupernet(space)
+    q_proj = net.layers.all()[0].self_attn.q_proj
+    assert q_proj.weight.dtype == torch.bfloat16 and q_proj.lora_A.dtype == torch.float32
+    arch = {**space.largest(), "bits": [4, 16, 4, 16, 4, 16]}
+    net.set_active(arch)
+    x = torch.randint(0, 97, (2, 12))
+    net(x).float().logsumexp(-1).mean().backward()
+    assert q_proj.lora_A.grad is not None and q_proj.lora_A.grad.dtype == torch.float32
+    assert q_proj.weight.grad is None
+    net.eval()
+    with torch.no_grad():
+        subnet = net.extract(arch)
+        assert next(subnet.parameters()).dtype == torch.bfloat16
+        assert torch.allclose(subnet(x).float(), net(x).float(), atol=0.05)

@@ -14,7 +14,7 @@ from nasforge_llm.perplexity import PerplexityEstimator
 from nasforge_llm.space import LlamaSpace
 from nasforge_llm.supernet import LlamaSupernet
 from nasforge_llm.text import TextTask
-from tiny_llm import TINY_LLAMA
+from tiny_llm import TINY_LLAMA, write_documents
 
 from nasforge import EvalContext
 from nasforge.testing import check_estimator
@@ -24,12 +24,7 @@ CONFIG = TINY_LLAMA
 
 @pytest.fixture
 def corpus(tmp_path):
-    paths = []
-    for i in range(12):
-        path = tmp_path / f"doc{i}.txt"
-        path.write_text(f"Document number {i} says something about nasforge. " * 20)
-        paths.append(str(path))
-    return paths
+    return write_documents(tmp_path, 12, "Document number {i} says something about nasforge. " * 20)
 
 
 def test_blocks_come_from_disjoint_documents_and_are_cached_on_disk(corpus, tmp_path, monkeypatch):
