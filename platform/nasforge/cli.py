@@ -337,12 +337,15 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 def _quiet_job_sdk(args: argparse.Namespace) -> None:
     """Ray's loggers (some at INFO of their own) all print through the ``ray`` logger's
-    handler, set up when Ray is imported: keep uploads and websocket notes for ``-v``."""
+    handler, set up when Ray is imported: keep uploads and websocket notes for ``-v``. Only
+    Ray's own handlers are quietened: others on that logger (Ray adds the root logger's,
+    e.g. pytest's log capture) belong to whoever embeds nasforge."""
     if not args.verbose:
         import ray  # noqa: F401
 
         for handler in logging.getLogger("ray").handlers:
-            handler.setLevel(logging.ERROR)
+            if type(handler).__module__.split(".")[0] == "ray":
+                handler.setLevel(logging.ERROR)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

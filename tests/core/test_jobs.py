@@ -364,3 +364,23 @@ def test_the_job_server_listens_on_localhost_only(head):
         if c.status == psutil.CONN_LISTEN and c.laddr.port == head.dashboard_port
     ]
     assert listening and all(addr.ip == "127.0.0.1" for addr in listening)
+
+
+def test_quietening_the_job_sdk_leaves_handlers_it_does_not_own(caplog):
+    """Ray's logger also carries the root's handlers (pytest's capture here): those keep
+    their level, so a program that runs ``nasforge submit`` in-process still sees its logs."""
+    import argparse
+    import logging
+
+    from nasforge.cli import _quiet_job_sdk
+
+    ours = logging.StreamHandler()
+    ray_logger = logging.getLogger("ray")
+    ray_logger.addHandler(ours)
+    try:
+        _quiet_job_sdk(argparse.Namespace(verbose=False))
+        assert ours.level == logging.NOTSET and caplog.handler.level == logging.NOTSET
+        own = [h for h in ray_logger.handlers if type(h).__module__.startswith("ray.")]
+        assert own and all(h.level == logging.ERROR for h in own)
+    finally:
+        ray_logger.removeHandler(ours)
