@@ -83,6 +83,8 @@ def save_hf(subnet: Any, out_dir: Path, packed: bool) -> Path:
                 state[f"{name}.lora_A"] = a.contiguous()
                 state[f"{name}.lora_B"] = b.contiguous()
             config.save_pretrained(partial)
+            if model.generation_config is not None:
+                model.generation_config.save_pretrained(partial)
             save_file(state, str(partial / WEIGHTS), metadata={"format": "pt"})
         else:
             model.save_pretrained(partial)

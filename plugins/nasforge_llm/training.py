@@ -56,6 +56,7 @@ class LoraSandwichOptions(BaseModel):
     gradient_checkpointing: bool = Field(False, description="recompute layers in backward")
     bf16: bool = Field(False, description="bf16 autocast (where the device supports it)")
     val_blocks: int = Field(16, ge=1, description="held-out blocks scored after each epoch")
+    report_every: int = Field(10, ge=1, description="optimiser steps between progress lines")
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -72,7 +73,13 @@ class LoraSandwichTrainer(Trainer):
     Options = LoraSandwichOptions
     trains_standalone = True
     #: options that do not change how one arch trains alone (see ``standalone_recipe``)
-    sampling_options: ClassVar[set[str]] = {"num_random", "distill", "val_blocks", "use_gpu"}
+    sampling_options: ClassVar[set[str]] = {
+        "num_random",
+        "distill",
+        "val_blocks",
+        "use_gpu",
+        "report_every",
+    }
 
     def __init__(self, **options: Any):
         super().__init__(**options)
@@ -174,6 +181,12 @@ class LoraSandwichTrainer(Trainer):
                 scheduler.step()
                 step += 1
                 losses.append(total)
+                if (local + 1) % opts.report_every == 0 and local + 1 < steps:
+                    context.report({
+                        "epoch": epoch + 1, "epochs": epochs, "step": local + 1,
+                        "steps": steps, "loss": float(np.mean(losses)),
+                        "s_per_step": (time.perf_counter() - started) / (local + 1),
+                    })  # fmt: skip
             metrics = {"loss": float(np.mean(losses)), "lr": scheduler.get_last_lr()[0]}
             if context.rank == 0:
                 named = (

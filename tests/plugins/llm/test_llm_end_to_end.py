@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
+import yaml
 from tiny_llm import TINY_LLAMA, write_documents
 
 pytest.importorskip("transformers", reason="nasforge[llm] is not installed")
@@ -19,6 +21,7 @@ from nasforge.cli import main
 from nasforge.errors import NasforgeError
 from nasforge.trial_export import export_trial
 
+EXAMPLE = Path(__file__).parents[3] / "examples" / "llm_tiny.yaml"
 TEXT = (
     "The supernet is trained once. Then its sub-networks are searched for the ones that "
     "fit a budget: fewer layers, fewer heads, narrower feed-forward layers, fewer bits. "
@@ -26,54 +29,31 @@ TEXT = (
 
 
 def experiment(tmp_path) -> dict:
-    files = write_documents(tmp_path, 16, "Document {i}. " + TEXT * 8)
-    config = TINY_LLAMA
-    return {
-        "name": "llm_tiny_test",
-        "space": {
-            "name": "llm.llama",
-            "options": {
-                "config": config,
-                "min_depth": 2,
-                "lora_ranks": [0, 4],
-                "bits": [4, 16],
-                "group_size": 16,
-                "seq_len": 32,
-            },
-        },
-        "task": {
-            "name": "llm.text",
-            "options": {
-                "files": files,
-                "block_size": 32,
-                "fractions": [0.7, 0.15, 0.15],
-                "heldout_blocks": 8,
-            },
-        },
-        "train": {
-            "trainer": "llm.lora_sandwich",
-            "options": {
-                "num_workers": 1,
-                "epochs": 2,
-                "batch_size": 4,
-                "lr": 3e-3,
-                "train_base": True,
-                "max_steps_per_epoch": 3,
-                "val_blocks": 4,
-            },
-        },
-        "estimators": [{"name": "llm.perplexity", "options": {"batch_size": 8}}],
-        "hardware": [{"name": "llm.memory", "options": {"context_length": 64}}],
-        "objectives": [{"metric": "perplexity"}, {"metric": "weight_mb"}],
-        "search": {
-            "strategy": "random",
-            "n_trials": 6,
-            "concurrency": 2,
-            "batch_size": 4,
-            "seed": 0,
-            "initial_archs": ["largest", "smallest"],
-        },
+    """``examples/llm_tiny.yaml`` (trainer, estimator, hardware, objectives, ehvi) on a much
+    smaller model, corpus and budget."""
+    exp = yaml.safe_load(EXAMPLE.read_text())
+    exp["name"] = "llm_tiny_test"
+    exp["space"]["options"].update(
+        config=TINY_LLAMA, min_depth=2, lora_ranks=[0, 4], bits=[4, 16], group_size=16,
+        seq_len=32,
+    )  # fmt: skip
+    exp["task"]["options"] = {
+        "files": write_documents(tmp_path, 16, "Document {i}. " + TEXT * 8),
+        "block_size": 32,
+        "fractions": [0.7, 0.15, 0.15],
+        "heldout_blocks": 8,
     }
+    exp["train"]["options"].update(
+        num_workers=1, epochs=2, batch_size=4, max_steps_per_epoch=3, val_blocks=4
+    )
+    exp["estimators"][0]["options"]["batch_size"] = 8
+    exp["hardware"][0]["options"]["context_length"] = 64
+    exp["search"].update(n_trials=6, options={"n_initial": 4, "candidates": 200})
+    return exp
+
+
+def test_the_tiny_example_validates(tmp_path):
+    assert main(["validate", str(EXAMPLE)]) == 0
 
 
 def test_a_tiny_llm_supernet_trains_on_ray_train_and_is_searched(run_experiment, tmp_path):

@@ -109,16 +109,18 @@ def test_the_qfa_trainer_trains_every_bit_widths_adapter(tmp_path):
     task = TextTask(files=files, block_size=16, fractions=[0.6, 0.2, 0.2], heldout_blocks=4)
     space = LlamaSpace(**QFA_SPACE)
     supernet = LlamaSupernet(space)
-    checkpoints = []
+    checkpoints, reports = [], []
     context = TrainContext(
         rank=0, world_size=1, device="cpu", seed=0, resume=None,
         checkpoint=lambda state, metrics: checkpoints.append((state, dict(metrics))),
-        report=lambda metrics: None, sync_gradients=lambda parameters: None,
+        report=lambda metrics: reports.append(dict(metrics)),
+        sync_gradients=lambda parameters: None,
     )  # fmt: skip
-    QfaTrainer(num_random=2, batch_size=2, max_steps_per_epoch=6, lr=1e-2).fit(
+    QfaTrainer(num_random=2, batch_size=2, max_steps_per_epoch=6, lr=1e-2, report_every=2).fit(
         supernet, task, context
     )
     [(state, metrics)] = checkpoints
+    assert [r["step"] for r in reports] == [2, 4] and reports[0]["steps"] == 6  # progress lines
     assert math.isfinite(metrics["loss"]) and metrics["val_ppl_largest"] > 1
     trained = state["model"]["model.model.layers.0.self_attn.q_proj.lora_B"]
     assert all(trained[i].abs().sum() > 0 for i in range(3))  # 2, 4 and 16 bits all trained
