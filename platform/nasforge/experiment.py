@@ -150,7 +150,9 @@ class SearchSpec(_Model):
     study_name: str | None = None
     initial_archs: list[Literal["largest", "smallest"] | dict[str, Any]] = Field(
         default_factory=list,
-        description="archs evaluated first on a new study: 'largest', 'smallest' or an arch",
+        description="archs evaluated first on a new study: 'largest', 'smallest' or an arch "
+        "(dimensions left out take their largest choice; one value for a per-layer dimension "
+        "applies to every layer)",
     )
 
     @field_validator("storage")

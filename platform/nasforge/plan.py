@@ -71,11 +71,12 @@ class Plan:
         return resolve(parse_experiment(experiment))
 
     def initial_archs(self) -> list[Arch]:
-        """``search.initial_archs`` resolved (``largest``/``smallest`` from the space): the
-        archs a new study evaluates first."""
+        """``search.initial_archs`` resolved (``largest``/``smallest`` from the space, a
+        partial arch completed by :meth:`SearchSpace.complete`): the archs a new study
+        evaluates first."""
         named = {"largest": self.space.largest, "smallest": self.space.smallest}
         return [
-            named[arch]() if isinstance(arch, str) else self.space.validate(arch)
+            named[arch]() if isinstance(arch, str) else self.space.complete(arch)
             for arch in self.experiment.search.initial_archs
         ]
 
@@ -347,7 +348,7 @@ def _strategy(
     for i, arch in enumerate(search.initial_archs):
         if isinstance(arch, dict):
             try:
-                space.validate(arch)
+                space.complete(arch)
             except ArchError as exc:
                 raise ConfigError(f"search.initial_archs[{i}]", str(exc)) from None
     strategy = build_registered(

@@ -403,6 +403,29 @@ class SearchSpace:
         rng = _as_rng(rng)
         return self._build(lambda dim, arch: dim.sample(rng, arch))
 
+    def complete(self, partial: Mapping[str, Any]) -> Arch:
+        """The arch a partial description names, validated: a dimension left out takes its
+        largest choice, and one value given for a per-layer dimension applies to every layer
+        (``{"bits": 4}``: every layer at 4 bits, the rest largest)."""
+        if not isinstance(partial, Mapping):
+            raise ArchError(f"an arch must be a dict, got {type(partial).__name__}")
+
+        def pick(dim: Dimension, arch: Arch) -> Any:
+            if dim.name not in partial:
+                return dim.largest(arch)
+            value = partial[dim.name]
+            if isinstance(dim, PerLayer) and not isinstance(value, list | tuple):
+                return [value] * dim.length_for(arch)
+            return value
+
+        arch = self._build(pick)
+        unused = sorted(set(partial) - set(arch))
+        if unused:
+            names = {d.name for d in self.dimensions}
+            what = "does not exist in this arch" if set(unused) <= names else "is not a dimension"
+            raise ArchError(f"{unused[0]}: {what} (dimensions: {', '.join(sorted(names))})")
+        return self.validate(arch)
+
     def largest(self) -> Arch:
         return self._build(lambda dim, arch: dim.largest(arch))
 

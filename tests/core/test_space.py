@@ -172,6 +172,20 @@ def test_largest_and_smallest_take_the_last_and_first_choice(space):
     assert space.smallest() == {"depth": 1, "kernel": [3], "act": "relu", "link": [0, 0]}
 
 
+def test_a_partial_arch_is_completed_with_largest_choices_and_one_value_per_layer(space):
+    assert space.complete({}) == space.largest()
+    assert space.complete({"depth": 2, "kernel": 5}) == {
+        "depth": 2, "kernel": [5, 5], "act": "gelu", "link": [0, 1],
+    }  # fmt: skip
+    assert space.complete({"depth": 2, "kernel": [3, 7]})["kernel"] == [3, 7]
+    with pytest.raises(ArchError, match=r"^width: does not exist in this arch"):
+        space.complete({"depth": 2, "width": 32})  # width exists only at depth 3
+    with pytest.raises(ArchError, match=r"^colour: is not a dimension"):
+        space.complete({"colour": "red"})
+    with pytest.raises(ArchError, match="kernel"):
+        space.complete({"kernel": 4})  # not a choice: validated
+
+
 def test_sampling_is_deterministic_under_a_seed(space):
     assert space.sample(7) == space.sample(7)
     assert space.sample(np.random.default_rng(7)) == space.sample(7)
