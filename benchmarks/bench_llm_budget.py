@@ -109,7 +109,8 @@ def main() -> None:
     full_mb = weight_mb({**space.largest(), "bits": [16] * space.num_layers})
     print(f"largest arch: perplexity {full['perplexity']:.2f}, {full['weight_mb']:.1f} MB "
           f"(16-bit: {full_mb:.1f} MB)")  # fmt: skip
-    trials = [t for t in trial_records(study) if t.state == "COMPLETE"]
+    records = trial_records(plan, study.get_trials(deepcopy=False))
+    trials = [t for t in records if t.state == "COMPLETE"]
     rows = []
     for fraction in [float(b) for b in args.budgets.split(",")]:
         budget = fraction * full_mb
