@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from .quantization import pack_codes, unpack_codes
+from .quantization import QuantizedWeight, pack_codes, unpack_codes
 
 #: the entry of config.json that nasforge writes
 CONFIG_KEY = "nasforge"
@@ -116,16 +116,16 @@ def load_pretrained(path: str | os.PathLike[str], device: str = "cpu") -> Any:
         return AutoModelForCausalLM.from_pretrained(path).to(device).eval()
     model = empty_llama(config, info.get("layers"))
     state = load_file(str(path / WEIGHTS))
+    group_size = info["group_size"]
     for name, bits in info["packed"].items():
         rows, cols = model.get_submodule(name).weight.shape
         scale, low = state.pop(f"{name}.qscale"), state.pop(f"{name}.qlow")
-        group_size = info["group_size"]
-        count = scale.numel() * group_size
-        codes = unpack_codes(state.pop(f"{name}.qcodes"), bits, count).float()
-        weight = codes.reshape(rows, -1, group_size) * scale.float()[..., None]
-        weight = (weight + low.float()[..., None]).reshape(rows, -1)[:, :cols]
+        codes = unpack_codes(state.pop(f"{name}.qcodes"), bits, scale.numel() * group_size)
+        stored = QuantizedWeight(
+            codes.reshape(rows, -1), scale, low, bits, (rows, cols), group_size
+        )
         a, b = state.pop(f"{name}.lora_A"), state.pop(f"{name}.lora_B")
-        state[f"{name}.weight"] = (weight + b.float() @ a.float()).contiguous()
+        state[f"{name}.weight"] = (stored.dequantize() + b.float() @ a.float()).contiguous()
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     tied = {"lm_head.weight"} if config.tie_word_embeddings else set()
     if set(missing) - tied or unexpected:

@@ -83,7 +83,7 @@ class LoraSandwichTrainer(Trainer):
 
     def __init__(self, **options: Any):
         super().__init__(**options)
-        self.config = LoraSandwichOptions(**options)
+        self.config = self.Options(**options)
 
     def standalone_recipe(self, space: Any) -> dict[str, Any]:
         """What training one arch alone depends on (sampling and distillation aside)."""
@@ -256,10 +256,6 @@ class QfaTrainer(LoraSandwichTrainer):
         "budget_bins",
         "sample_other",
     }
-
-    def __init__(self, **options: Any):
-        Trainer.__init__(self, **options)
-        self.config = QfaOptions(**options)
 
     def check_space(self, space: Any) -> None:
         """Raise ``ValueError`` unless ``space`` keeps one adapter per bit-width."""
