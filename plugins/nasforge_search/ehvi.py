@@ -34,6 +34,15 @@ Each proposal:
    the model, flat among good archs, ranks worst. With one objective, the centres are
    always the best archs.
 
+**Budgets.** The experiment's constraints on free metrics (``weight_mb <= 134.5``) are exact
+before an evaluation, so the candidates are only archs that satisfy them, and the front,
+the centres and the hypervolume are those of the *feasible* evaluated archs (all of them
+while none is feasible). A search under a budget is then a search of the budget's front:
+its extreme steps climb from the best arch that fits (with a memory budget: one layer's
+bits, width or rank at a time) instead of from the largest model. Constraints on
+predicted metrics (``perplexity <= 40``) count once measured: infeasible archs stay out of
+the front but still teach the models.
+
 The sampler hands each trial one whole arch (through ``sample_independent``), so the study,
 the dashboard, resume and the Ray fan-out work as with any Optuna sampler.
 """
@@ -204,9 +213,12 @@ class EHVISampler(optuna.samplers.BaseSampler):
         except Exception:  # params of another space version, or incomplete: not ours
             return None
 
-    def _measured(self, study: optuna.Study) -> tuple[list[str], list[Arch], np.ndarray]:
-        """Keys, archs and objective values (minimisation orientation) of COMPLETE trials."""
-        keys, archs, values = [], [], []
+    def _measured(
+        self, study: optuna.Study
+    ) -> tuple[list[str], list[Arch], np.ndarray, np.ndarray]:
+        """Keys, archs, objective values (minimisation orientation) and feasibility (every
+        recorded constraint ``<= 0``) of COMPLETE trials."""
+        keys, archs, values, feasible = [], [], [], []
         for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             if trial.values is None or len(trial.values) != len(self.objectives):
                 continue
@@ -222,7 +234,9 @@ class EHVISampler(optuna.samplers.BaseSampler):
             keys.append(key)
             archs.append(arch)
             values.append([self._oriented(i, v) for i, v in enumerate(trial.values)])
-        return keys, archs, np.asarray(values, dtype=float).reshape(-1, len(self.objectives))
+            feasible.append(all(c <= 0 for c in trial.constraints.values()))
+        values = np.asarray(values, dtype=float).reshape(-1, len(self.objectives))
+        return keys, archs, values, np.asarray(feasible, dtype=bool)
 
     def _oriented(self, i: int, value: float) -> float:
         return -float(value) if self.objectives[i].direction == "maximize" else float(value)
@@ -272,8 +286,16 @@ class EHVISampler(optuna.samplers.BaseSampler):
             key = self._keys[raw] = self.space.key(arch)
         return key
 
+    def _fits(self, arch: Arch, key: str) -> bool:
+        """Whether ``arch`` satisfies the experiment's constraints on free metrics."""
+        if self.free is None or not self.free.constraints:
+            return True
+        values = self.free(arch, key=key)
+        return values is not None and self.free.feasible(values)
+
     def _fill_pool(self, extra: Sequence[Arch] = ()) -> None:
-        """Top the pool up with random unseen archs (and ``extra``), measurable ones only."""
+        """Top the pool up with random unseen archs (and ``extra``): measurable ones that
+        fit the budget (the constraints on free metrics) only."""
         attempts = 0
         want = self.options.candidates
         pending = list(extra)
@@ -285,6 +307,8 @@ class EHVISampler(optuna.samplers.BaseSampler):
             if key in self._handed or (key in self._pool and not extra):
                 continue  # (an extra arch stands for its class: proposed as generated)
             if self._free_row(arch, key) is None:  # no table entry / not measurable: skip
+                continue
+            if not self._fits(arch, key):
                 continue
             self._pool[key] = arch
 
@@ -323,11 +347,14 @@ class EHVISampler(optuna.samplers.BaseSampler):
         return out
 
     def _next(self, study: optuna.Study) -> Arch | None:
-        keys, archs, values = self._measured(study)
+        keys, archs, values, feasible = self._measured(study)
         if len(keys) < self.options.n_initial:
             return self._next_initial()
         self._initial = []
-        front = non_dominated(values)
+        if not feasible.any():  # nothing fits yet: the front of everything measured
+            feasible[:] = True
+        front = np.zeros(len(keys), dtype=bool)
+        front[np.flatnonzero(feasible)[non_dominated(values[feasible])]] = True
         if len(keys) - self._refreshed_at >= self.options.refit_every:
             # new random candidates (neighbours of front archs stay): a fixed random pool
             # would leave most of a large space unseen for the whole run
@@ -339,8 +366,9 @@ class EHVISampler(optuna.samplers.BaseSampler):
         extreme = bool(every and uncertain and self._asked % every == 0)
         if uncertain and (extreme or len(self.objectives) == 1):
             # around the archs best in the predicted objective
-            order = np.argsort(values[:, uncertain[0]], kind="stable")
-            centres = [keys[i] for i in order[: self.options.extreme_centres]]
+            order = np.argsort(np.where(feasible, values[:, uncertain[0]], np.inf), kind="stable")
+            order = order[: min(self.options.extreme_centres, int(feasible.sum()))]
+            centres = [keys[i] for i in order]
         else:  # around the front
             centres = [keys[i] for i in np.flatnonzero(front)]
         fresh = [k for k in centres if k not in self._around]
@@ -387,10 +415,10 @@ class EHVISampler(optuna.samplers.BaseSampler):
         if extreme:
             # the front's predicted end: expected improvement of that objective alone
             i = uncertain[0]
-            known = np.concatenate([values[:, i], believers[:, i]])
+            known = np.concatenate([values[feasible, i], believers[:, i]])
             score = _expected_improvement(known.min(), mean[:, i], std[:, i])
         else:
-            score = self._acquisition(values, believers, mean, std, exact)
+            score = self._acquisition(values[feasible], believers, mean, std, exact)
         best = np.flatnonzero(score >= score.max() - 1e-12)
         if score.max() <= 1e-12:  # nothing improves in expectation: most uncertain
             spread = std.sum(axis=1)

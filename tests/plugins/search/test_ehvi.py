@@ -28,9 +28,10 @@ def test_closed_form_ehvi_equals_the_monte_carlo_mean():
     np.testing.assert_allclose(exact, monte_carlo, atol=2e-3)
 
 
-def plan_and_free(tmp_path, **options):
+def plan_and_free(tmp_path, constraints=(), **options):
     exp = yaml.safe_load(EXAMPLE.read_text())
     exp["search"] = {"strategy": "ehvi", "n_trials": 10, "options": options}
+    exp["constraints"] = list(constraints)
     plan = Plan.from_json(exp)
     return plan, FreeMetrics(plan, tmp_path)
 
@@ -49,7 +50,10 @@ def run(plan, free, n: int, seed: int = 0) -> list[dict]:
         arch = plan.space.suggest(trial)
         archs.append(arch)
         acc = estimator.evaluate(arch, context)["valid_acc"]
-        study.tell(trial, [acc, free(arch)["latency_ms"]])
+        metrics = {"valid_acc": acc, **free(arch)}
+        for constraint in plan.constraints:  # as the engine records them
+            trial.set_constraint(str(constraint), constraint.violation(metrics[constraint.metric]))
+        study.tell(trial, [acc, metrics["latency_ms"]])
     return archs
 
 
@@ -96,3 +100,23 @@ def test_extreme_steps_search_around_the_most_accurate_archs(tmp_path):
         assert len(foreign) <= 1, (n, proposed, centres)
         checked += 1
     assert checked == 5
+
+
+def test_a_budget_on_a_free_metric_keeps_every_proposal_inside_it(tmp_path):
+    """``latency_ms <= median``: every proposal fits (the initial design spreads inside the
+    budget), and the extreme steps climb from the most accurate archs that fit."""
+    plan, free = plan_and_free(tmp_path, n_initial=6, candidates=300, refit_every=2)
+    pool = [free(plan.space.sample(np.random.default_rng(i))) for i in range(300)]
+    bound = float(np.median([p["latency_ms"] for p in pool if p]))
+    plan, free = plan_and_free(
+        tmp_path,
+        constraints=[f"latency_ms <= {bound!r}", "valid_acc >= 0.5"],
+        n_initial=6, candidates=300, refit_every=2, extreme_every=3, extreme_centres=3,
+    )  # fmt: skip
+    assert [str(c) for c in free.constraints] == [f"latency_ms <= {bound!r}"]  # free ones only
+    archs = run(plan, free, 18)
+    latencies = [free(a)["latency_ms"] for a in archs]
+    assert max(latencies) <= bound
+    assert min(latencies) < np.percentile([p["latency_ms"] for p in pool if p], 20)
+    unconstrained = run(*plan_and_free(tmp_path, n_initial=6, candidates=300), 18)
+    assert max(free(a)["latency_ms"] for a in unconstrained) > bound  # the budget did it
