@@ -54,7 +54,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"  constraints {', '.join(str(c) for c in plan.constraints)}")
     print(
         f"  search     {exp.search.strategy}, {exp.search.n_trials} trials, "
-        f"{exp.search.concurrency} concurrent, batches of {exp.search.batch_size}"
+        f"{exp.search.concurrency} concurrent, "
+        + (f"batches of {exp.search.batch_size}" if exp.search.batch_size else "adaptive batches")
     )
     print(f"  run dir    {exp.resolved_run_dir}")
     return 0

@@ -142,7 +142,12 @@ class SearchSpec(_Model):
     n_trials: StrictInt = Field(ge=1)
     seed: StrictInt | None = 0
     concurrency: StrictInt = Field(1, ge=1)
-    batch_size: StrictInt = Field(1, ge=1)
+    batch_size: StrictInt | None = Field(
+        None,
+        ge=1,
+        description="archs per Ray Tune trial; default: adapts (grows while evaluations are "
+        "cheap compared with a Tune trial's own overhead, up to 64)",
+    )
     resources_per_trial: Resources = Field(default_factory=Resources)
     max_retries: StrictInt = Field(2, ge=0)
     max_failed_trials: StrictInt | None = Field(None, ge=0)

@@ -224,7 +224,8 @@ def test_defaults_of_optional_search_fields(tmp_path):
     data = edited(("search", {"n_trials": 5}))
     search = load_experiment(write(tmp_path, data)).search
     assert search.strategy == "nsga2"
-    assert (search.seed, search.concurrency, search.batch_size, search.max_retries) == (0, 1, 1, 2)
+    assert (search.seed, search.concurrency, search.max_retries) == (0, 1, 2)
+    assert search.batch_size is None  # adaptive
     assert (search.resources_per_trial.cpu, search.resources_per_trial.gpu) == (1.0, 0.0)
     assert search.storage is None and search.max_failed_trials is None
 

@@ -522,3 +522,37 @@ def test_an_initial_arch_outside_the_space_names_its_position():
     exp = experiment(initial_archs=["largest", {"link": [0, 1], "ops": ["gcn"]}])
     with pytest.raises(ConfigError, match=r"^search.initial_archs\[1\]: "):
         plan_of(exp)
+
+
+def test_cheap_evaluations_grow_the_batch_by_themselves_and_a_set_size_wins(tmp_path):
+    """Table look-ups cost far less than a Ray Tune trial: without ``batch_size`` the
+    engine puts more and more archs in each trial; a user's ``batch_size`` is kept."""
+    exp = experiment(strategy="random", n_trials=200)
+    del exp["search"]["batch_size"]
+    summary = run_search(plan_of(exp), tmp_path / "adaptive", progress=False)
+    assert summary.complete == 200
+    assert summary.largest_batch >= 8 and summary.tune_trials <= 60, summary
+    fixed = run_search(
+        plan_of(experiment(strategy="random", n_trials=24, batch_size=3)),
+        tmp_path / "fixed",
+        progress=False,
+    )
+    assert (fixed.largest_batch, fixed.tune_trials) == (3, 8)
+
+
+def test_the_batch_size_follows_the_cost_of_a_tune_trial_against_an_evaluation():
+    from nasforge.engine.searcher import BatchSize
+
+    cheap = BatchSize(None, concurrency=2)
+    sizes = []
+    for _ in range(8):  # 50 ms of Tune overhead around archs of 1 ms each
+        size = cheap.next(remaining=10_000)
+        cheap.observe(0.05 + 0.001 * size, 0.001 * size, size)
+        sizes.append(size)
+    assert sizes == [1, 2, 4, 8, 16, 32, 64, 64]  # doubling, up to 64
+    assert cheap.next(remaining=20) == 5  # the tail spreads over both workers
+    costly = BatchSize(None, concurrency=2)
+    costly.observe(3.5 + 1.0, 1.0, 1)  # a first trial that paid for the actor's start
+    costly.observe(1.05, 1.0, 2 if costly.next(10_000) == 2 else 1)
+    assert costly.next(remaining=10_000) == 1  # 1 s evaluations need no batching
+    assert BatchSize(7, concurrency=2).next(remaining=3) == 7  # the user's size wins

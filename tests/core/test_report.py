@@ -138,6 +138,7 @@ class Recorder:
                 self.cache[key] = trial.number
                 self._finish(trial, expected.metrics, {"device": "cpu", "wall_s": 0.001})
         self.trials[trial.number] = expected
+        self.record.flush()
         return expected
 
     def trial_failing_before_start(self, error: str) -> Expected:
@@ -146,6 +147,7 @@ class Recorder:
         self.record.fail(trial, {"error": error})
         expected = Expected(trial.number, "FAIL", error=error)
         self.trials[trial.number] = expected
+        self.record.flush()
         return expected
 
     def run(self) -> Run:

@@ -49,6 +49,8 @@ class SearchSummary:
     wall_s: float
     storage_s: float = 0.0  # time the driver spent in study-storage calls
     storage_calls: int = 0
+    tune_trials: int = 0  # Ray Tune trials the archs went out in
+    largest_batch: int = 0  # the most archs one Tune trial evaluated
 
 
 def run_search(
@@ -79,6 +81,8 @@ def run_search(
             if complete < spec.n_trials:
                 searcher = _run_tune(plan, study, run_dir, recovered, reg, progress)
                 summary.complete, summary.failed = searcher.complete, searcher.failed
+                summary.tune_trials = searcher.tune_trials
+                summary.largest_batch = searcher.largest_batch
                 if searcher.gave_up:
                     raise NasforgeError(f"search stopped: {searcher.gave_up}")
                 if searcher.complete < spec.n_trials:

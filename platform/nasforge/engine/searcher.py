@@ -1,7 +1,8 @@
 """The Ray Tune searcher that drives the study record by ask/tell.
 
 Tune asks :class:`StudySearcher` for a trial config; the searcher asks the strategy's
-sampler for up to ``batch_size`` archs, drops the ones already evaluated (their cached
+sampler for up to ``batch_size`` archs (:class:`BatchSize`: the experiment's, or grown
+while evaluations are cheap compared with a Tune trial's own cost), drops the ones already evaluated (their cached
 metrics are told at once) or being evaluated (they wait for that evaluation), and hands the
 rest to one Tune trial. When Tune reports the trial done, every Optuna trial it stood for is
 told its values — or marked FAIL with the error — and stored with its arch and metrics.
@@ -55,7 +56,12 @@ class StudySearcher(Searcher):
         self.study_name = record.study.study_name
         self.plan = plan
         self.n_trials = n_trials
-        self.batch_size = plan.experiment.search.batch_size
+        spec = plan.experiment.search
+        self.sizer = BatchSize(spec.batch_size, spec.concurrency)
+        self.batch_size = self.sizer.size
+        self.started: dict[str, tuple[float, int]] = {}  # tune trial id -> (time, archs)
+        self.tune_trials = 0
+        self.largest_batch = 0
         self.max_failed_trials = max_failed_trials
         self.cache = cache  # canonical key -> (trial number, metrics)
         self.errors: dict[str, tuple[int, str]] = {}  # key -> (trial number, estimator error)
@@ -104,6 +110,7 @@ class StudySearcher(Searcher):
         keys: list[str] = []
         numbers: list[int] = []
         attempts = 0
+        self.batch_size = self.sizer.next(self.n_trials - self.complete - self.pending)
         while (
             len(archs) < self.batch_size and self._want_more() and attempts < 20 * self.batch_size
         ):
@@ -131,8 +138,12 @@ class StudySearcher(Searcher):
                 numbers.append(trial.number)
                 if trial.user_attrs.get("isolate"):  # its batch died: evaluate it alone
                     break
+        self.record.flush()  # the archs handed out are in the study, RUNNING, before they run
         if archs:
             self.live[trial_id] = keys
+            self.started[trial_id] = (time.perf_counter(), len(archs))
+            self.tune_trials += 1
+            self.largest_batch = max(self.largest_batch, len(archs))
             return {"archs": archs, "numbers": numbers}
         if self.gave_up is not None or (self.complete >= self.n_trials and not self.pending):
             return Searcher.FINISHED
@@ -141,6 +152,7 @@ class StudySearcher(Searcher):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         try:
             self._complete(trial_id, result, error)
+            self.record.flush()  # the batch's results in one write, before the next ask
         except StudyError as exc:
             # The study storage is gone (its wait ran out). Raising into Ray Tune would make
             # it retry the trial, evaluating archs whose results are already recorded; stop
@@ -150,6 +162,10 @@ class StudySearcher(Searcher):
     def _complete(self, trial_id: str, result: dict | None, error: bool) -> None:
         keys = self.live.pop(trial_id, [])
         result = result or {}
+        started = self.started.pop(trial_id, None)
+        if started and result.get("batch"):
+            evaluating = sum(outcome.get("wall_s", 0.0) for outcome in result["batch"])
+            self.sizer.observe(time.perf_counter() - started[0], evaluating, started[1])
         if result.get("fatal"):  # the worker could not even set up: retrying cannot help
             self.gave_up = self.gave_up or result["fatal"]
             for key in keys:
@@ -223,6 +239,42 @@ class StudySearcher(Searcher):
                 )
         if self.on_told:
             self.on_told(trial, TrialState.FAIL)
+
+
+class BatchSize:
+    """How many archs one Ray Tune trial evaluates.
+
+    ``fixed`` (the experiment's ``search.batch_size``) always wins. Otherwise the size
+    starts at 1 and follows what the finished Tune trials measured: the trial's own cost
+    (its wall time less the evaluations', i.e. scheduling, reporting, the driver's writes)
+    against one arch's evaluation. It aims at that overhead being at most ``overhead`` of
+    a trial's time, at most doubling per finished trial, up to ``largest``; near the end
+    of the search it shrinks so the last archs spread over all ``concurrency`` workers.
+    """
+
+    def __init__(
+        self, fixed: int | None, concurrency: int, *, largest: int = 64, overhead: float = 0.1
+    ):
+        self.fixed = fixed
+        self.concurrency = concurrency
+        self.largest = largest
+        self.overhead = overhead
+        self.size = fixed or 1
+
+    def next(self, remaining: int) -> int:
+        """The size of the next batch, with ``remaining`` archs left to hand out."""
+        if self.fixed:
+            return self.fixed
+        return max(1, min(self.size, math.ceil(remaining / (2 * self.concurrency))))
+
+    def observe(self, wall_s: float, evaluating_s: float, archs: int) -> None:
+        """A Tune trial of ``archs`` archs took ``wall_s``, ``evaluating_s`` of it evaluating."""
+        if self.fixed or archs < 1:
+            return
+        cost = max(wall_s - evaluating_s, 0.0)
+        per_arch = max(evaluating_s / archs, 1e-6)
+        want = cost * (1 - self.overhead) / self.overhead / per_arch
+        self.size = int(min(max(want, 1), 2 * self.size, self.largest))
 
 
 class Progress:

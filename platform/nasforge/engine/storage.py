@@ -19,14 +19,17 @@ import logging
 import os
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial
 
 from ..errors import StudyError
 from ..experiment import SECRET_QUERY_KEYS
+from .trial_writes import StudyCountError, TrialResult, write_trials
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +161,9 @@ class ReconnectingStorage(BaseStorage):
     :class:`~nasforge.errors.StudyError` names the (masked) URL and the cause. A write
     whose commit reached the server just before the connection broke is not applied twice:
     finishing a trial that the retry finds already in the requested state is success.
-    ``busy_s`` and ``calls`` count the time spent in storage calls, for benchmarks.
+    :meth:`write_trials` writes a batch of trials in one call (see
+    :mod:`nasforge.engine.trial_writes`). ``busy_s`` and ``calls`` count the time spent in
+    storage calls and their number (each a round-trip), for benchmarks.
     """
 
     def __init__(self, inner: BaseStorage, url: str, wait_s: float = DEFAULT_WAIT_S):
@@ -169,8 +174,41 @@ class ReconnectingStorage(BaseStorage):
         self.calls = 0
         self.reconnects = 0
 
-    def _call(self, name: str, args: tuple, kwargs: dict) -> Any:
-        method = getattr(self.inner, name)
+    def write_trials(
+        self, study_id: int, new: Sequence[FrozenTrial], results: Sequence[TrialResult] = ()
+    ) -> list[int]:
+        """:func:`~nasforge.engine.trial_writes.write_trials` on the inner storage, as one
+        call; retried like the others. A retry that finds the batch already committed
+        (the connection broke after the commit) returns the ids it was given."""
+
+        def write(study_id, new, results):
+            try:
+                return write_trials(self.inner, study_id, new, results)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                if retrying and all(self._already((r.trial_id, r.state)) for r in results):
+                    return []  # (a batch with new trials fails the count check instead)
+                raise
+            except StudyCountError as exc:
+                if not (retrying and new and exc.found == exc.expected + len(new)):
+                    raise
+                return [
+                    self.inner.get_trial_id_from_study_id_trial_number(study_id, t.number)
+                    for t in new
+                ]
+
+        retrying = False
+
+        def attempt(*args):
+            nonlocal retrying
+            try:
+                return write(*args)
+            finally:
+                retrying = True
+
+        return self._call("write_trials", (study_id, new, results), {}, method=attempt)
+
+    def _call(self, name: str, args: tuple, kwargs: dict, method: Any = None) -> Any:
+        method = method or getattr(self.inner, name)
         started = time.perf_counter()
         backoff = _Backoff(self.wait_s)
         retried = False
