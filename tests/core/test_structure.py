@@ -8,6 +8,8 @@ only imports under ``if TYPE_CHECKING:`` are left out (they never run).
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -193,3 +195,24 @@ def test_every_import_of_nasforge_names_something_that_exists():
                 if f"{target}.{n}" not in everything and not hasattr(module, n)
             ]
     assert not found, "\n".join(found)
+
+
+def test_a_worker_imports_only_what_its_estimator_needs():
+    """A search worker builds its evaluator from the experiment: for a table-backed space
+    (the Cora example) that must not drag in PyTorch or transformers (seconds of import
+    and hundreds of MB per worker process, times every worker of a cluster)."""
+    code = (
+        "import sys, yaml\n"
+        "from nasforge.engine.worker import Evaluator\n"
+        "exp = yaml.safe_load(open('examples/gnn_nasbench_cora.yaml'))\n"
+        "Evaluator.build(exp, 'unused').evaluate({'link': [0, 0, 1, 2], "
+        "'ops': ['gcn', 'gat', 'sage', 'gin']})\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'peft', 'sklearn') "
+        "if m in sys.modules))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

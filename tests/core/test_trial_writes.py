@@ -111,3 +111,40 @@ def test_a_stale_writer_is_refused_and_writes_nothing(kind, tmp_path):
     write_trials(storage, study._study_id, [], [TrialResult(first, TrialState.FAIL)])
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         write_trials(storage, study._study_id, [], [TrialResult(first, TrialState.COMPLETE)])
+
+
+def test_two_drivers_on_one_study_never_write_the_same_trial_number(tmp_path):
+    """Two search drivers (each its own record and mirror) on one shared study: the first
+    to flush wins; the other's batch is refused whole, with one line, and the study keeps
+    every trial once, numbered 0..N-1 — the record stays correct."""
+    from nasforge.engine.record import StudyRecord
+
+    url = storage_urls(tmp_path)["sqlite"]
+    study = optuna.create_study(
+        storage=open_storage(url, tmp_path), study_name="s", directions=["minimize"] * 2
+    )
+    drivers = [
+        StudyRecord(
+            optuna.load_study(study_name="s", storage=open_storage(url, tmp_path)),
+            optuna.samplers.RandomSampler(seed=seed),
+        )
+        for seed in (0, 1)
+    ]
+    asked = []
+    for record in drivers:  # both ask and start a batch of two before either writes
+        for _ in range(2):
+            trial = record.ask()
+            trial.suggest_int("depth", 1, 4)
+            record.start(trial, {"arch": {"depth": trial.params["depth"]}})
+            asked.append((record, trial))
+    drivers[0].flush()
+    with pytest.raises(StudyCountError) as refused:
+        drivers[1].flush()
+    assert "\n" not in str(refused.value) and "another process" in str(refused.value)
+    for record, trial in asked[:2]:
+        record.finish(trial, [1.0, 2.0], {"nll": 1.0}, {})
+    drivers[0].flush()
+    trials = optuna.load_study(study_name="s", storage=open_storage(url, tmp_path)).get_trials()
+    assert [t.number for t in trials] == [0, 1]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert study.get_trials()[0].user_attrs["nll"] == 1.0

@@ -138,7 +138,11 @@ class StudySearcher(Searcher):
                 numbers.append(trial.number)
                 if trial.user_attrs.get("isolate"):  # its batch died: evaluate it alone
                     break
-        self.record.flush()  # the archs handed out are in the study, RUNNING, before they run
+        try:
+            self.record.flush()  # the archs handed out are in the study, RUNNING, before they run
+        except StudyError as exc:  # storage gone, or another driver wrote to the study
+            self.gave_up = self.gave_up or str(exc)
+            return Searcher.FINISHED
         if archs:
             self.live[trial_id] = keys
             self.started[trial_id] = (time.perf_counter(), len(archs))

@@ -94,70 +94,67 @@ def _write_rdb(
 ) -> list[int]:
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
-    from sqlalchemy import delete, tuple_
+    from sqlalchemy import delete, insert, select, tuple_, update
 
+    trials = models.TrialModel
     with _create_scoped_session(storage.scoped_session) as session:
         ids: list[int] = []
+        rows: dict[Any, list[dict[str, Any]]] = {}  # table -> rows to insert (executemany)
         if new:
             models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
             # the study's newest trial (trial numbers are dense: the count of the ones
             # before), found from the primary key's end rather than by counting: flat
             # cost however large the study grows
-            last = (
-                session.query(models.TrialModel.number)
-                .filter(models.TrialModel.study_id == study_id)
-                .order_by(models.TrialModel.trial_id.desc())
+            last = session.execute(
+                select(trials.number)
+                .where(trials.study_id == study_id)
+                .order_by(trials.trial_id.desc())
                 .limit(1)
-                .scalar()
-            )
+            ).scalar()
             found = 0 if last is None else last + 1
             if found != new[0].number:
                 raise StudyCountError(study_id, new[0].number, found)
-            rows = [
-                models.TrialModel(
-                    study_id=study_id,
-                    number=new[0].number + i,
-                    state=trial.state,
-                    datetime_start=trial.datetime_start,
-                    datetime_complete=trial.datetime_complete,
-                )
-                for i, trial in enumerate(new)
-            ]
-            session.add_all(rows)
-            session.flush()  # one multi-row INSERT ... RETURNING: the trial ids
-            ids = [row.trial_id for row in rows]
-            added: list[Any] = []
-            for trial_id, trial in zip(ids, new, strict=True):
-                for name, value in trial.params.items():
-                    distribution = trial.distributions[name]
-                    added.append(
-                        models.TrialParamModel(
-                            trial_id=trial_id,
-                            param_name=name,
-                            param_value=distribution.to_internal_repr(value),
-                            distribution_json=distribution_to_json(distribution),
-                        )
-                    )
-                added += _value_rows(models, trial_id, trial.values)
-                added += _attr_rows(models.TrialUserAttributeModel, trial_id, trial.user_attrs)
-                added += _attr_rows(models.TrialSystemAttributeModel, trial_id, trial.system_attrs)
-            session.add_all(added)
-        if results:
-            by_id = {r.trial_id: r for r in results}
-            trials = (
-                session.query(models.TrialModel)
-                .filter(models.TrialModel.trial_id.in_(list(by_id)))
-                .with_for_update()
-                .all()
+            created = session.execute(
+                insert(trials).returning(trials.trial_id, sort_by_parameter_order=True),
+                [
+                    {
+                        "study_id": study_id,
+                        "number": new[0].number + i,
+                        "state": trial.state,
+                        "_datetime_start_utc": _utc(trial.datetime_start),
+                        "_datetime_complete_utc": _utc(trial.datetime_complete),
+                    }
+                    for i, trial in enumerate(new)
+                ],
             )
-            finished = [t.trial_id for t in trials if t.state.is_finished()]
-            if finished or len(trials) != len(by_id):
-                raise optuna.exceptions.UpdateFinishedTrialError(
-                    f"trials {finished or sorted(set(by_id) - {t.trial_id for t in trials})} "
-                    "cannot be updated: finished or missing"
+            ids = [row[0] for row in created]
+            for trial_id, trial in zip(ids, new, strict=True):
+                rows.setdefault(models.TrialParamModel, []).extend(
+                    {
+                        "trial_id": trial_id,
+                        "param_name": name,
+                        "param_value": trial.distributions[name].to_internal_repr(value),
+                        "distribution_json": distribution_to_json(trial.distributions[name]),
+                    }
+                    for name, value in trial.params.items()
                 )
-            now = datetime.now()
-            added = []
+                _add_values(rows, models, trial_id, trial.values)
+                _add_attrs(rows, models.TrialUserAttributeModel, trial_id, trial.user_attrs)
+                _add_attrs(rows, models.TrialSystemAttributeModel, trial_id, trial.system_attrs)
+        if results:
+            wanted = [r.trial_id for r in results]
+            states = dict(
+                session.execute(
+                    select(trials.trial_id, trials.state)
+                    .where(trials.trial_id.in_(wanted))
+                    .with_for_update()
+                ).all()
+            )
+            stuck = [i for i in wanted if i not in states or states[i].is_finished()]
+            if stuck:
+                raise optuna.exceptions.UpdateFinishedTrialError(
+                    f"trials {stuck} cannot be updated: finished or missing"
+                )
             for kind, attr in (
                 (models.TrialUserAttributeModel, "user_attrs"),
                 (models.TrialSystemAttributeModel, "system_attrs"),
@@ -169,31 +166,48 @@ def _write_rdb(
                         execution_options={"synchronize_session": False},
                     )
                 for r in results:
-                    added += _attr_rows(kind, r.trial_id, getattr(r, attr))
-            for trial in trials:
-                result = by_id[trial.trial_id]
-                added += _value_rows(models, trial.trial_id, result.values)
-                trial.state = result.state
-                if result.state.is_finished():
-                    trial.datetime_complete = now
-            session.add_all(added)
+                    _add_attrs(rows, kind, r.trial_id, getattr(r, attr))
+            for r in results:
+                _add_values(rows, models, r.trial_id, r.values)
+            now = _utc(datetime.now())
+            session.execute(
+                update(trials),
+                [
+                    {
+                        "trial_id": r.trial_id,
+                        "state": r.state,
+                        **({"_datetime_complete_utc": now} if r.state.is_finished() else {}),
+                    }
+                    for r in results
+                ],
+            )
+        for table, table_rows in rows.items():
+            if table_rows:
+                session.execute(insert(table), table_rows)
     return ids
 
 
-def _value_rows(models: Any, trial_id: int, values: Sequence[float] | None) -> list[Any]:
-    rows = []
+def _utc(moment: datetime | None) -> datetime | None:
+    """A naive local time as the naive UTC Optuna's RDB schema stores."""
+    return None if moment is None else moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def _add_values(
+    rows: dict[Any, list[dict[str, Any]]], models: Any, trial_id: int, values: Any
+) -> None:
     for objective, value in enumerate(values or ()):
         stored, kind = models.TrialValueModel.value_to_stored_repr(value)
-        rows.append(
-            models.TrialValueModel(
-                trial_id=trial_id, objective=objective, value=stored, value_type=kind
-            )
+        rows.setdefault(models.TrialValueModel, []).append(
+            {"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind}
         )
-    return rows
 
 
-def _attr_rows(kind: Any, trial_id: int, attrs: Mapping[str, Any]) -> list[Any]:
-    return [kind(trial_id=trial_id, key=k, value_json=json.dumps(v)) for k, v in attrs.items()]
+def _add_attrs(
+    rows: dict[Any, list[dict[str, Any]]], kind: Any, trial_id: int, attrs: Mapping[str, Any]
+) -> None:
+    rows.setdefault(kind, []).extend(
+        {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()
+    )
 
 
 # -- journal: one append -----------------------------------------------------------------
