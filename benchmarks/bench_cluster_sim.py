@@ -46,6 +46,7 @@ def main() -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     import optuna
     import ray
+    from engine_plugins import delayed_table_experiment
     from ray.cluster_utils import Cluster
 
     from nasforge.engine import run_search
@@ -64,18 +65,11 @@ def main() -> None:
     ray.init(address=cluster.address, log_to_driver=False)
     with tempfile.TemporaryDirectory() as tmp:
         url = args.storage or f"sqlite:///{tmp}/study.db"
-        experiment = {
-            "name": "cluster_sim",
-            "plugins": ["engine_plugins"],
-            "space": {"name": "gnn.nasbench_graph", "options": {"dataset": "cora"}},
-            "estimators": [{"name": "testing.table", "options": {"delay_s": args.eval_s}}],
-            "hardware": [{"name": "gnn.nasbench_graph"}],
-            "objectives": [{"metric": "valid_acc"}, {"metric": "latency_ms"}],
-            "search": {"strategy": "random", "n_trials": args.trials, "seed": 0,
-                       "concurrency": slots, "resources_per_trial": {"cpu": 1},
-                       "storage": url,
-                       **({"batch_size": args.batch_size} if args.batch_size else {})},
-        }  # fmt: skip
+        search = {"n_trials": args.trials, "concurrency": slots, "storage": url,
+                  "resources_per_trial": {"cpu": 1}}  # fmt: skip
+        if args.batch_size:
+            search["batch_size"] = args.batch_size
+        experiment = delayed_table_experiment("cluster_sim", args.eval_s, **search)
         started = time.perf_counter()
         summary = run_search(Plan.from_json(experiment), Path(tmp), progress=False)
         wall = time.perf_counter() - started

@@ -106,3 +106,18 @@ def trial_complete(experiment, trial):
 @hookimpl
 def experiment_end(experiment, run_dir, summary):
     EVENTS.append(("experiment_end", summary))
+
+
+def delayed_table_experiment(name: str, delay_s: float, **search) -> dict:
+    """An experiment over the NAS-Bench-Graph Cora table whose estimator sleeps ``delay_s``
+    per arch (what the engine benchmarks time); ``search`` fields are added to a random
+    search with seed 0."""
+    return {
+        "name": name,
+        "plugins": ["engine_plugins"],
+        "space": {"name": "gnn.nasbench_graph", "options": {"dataset": "cora"}},
+        "estimators": [{"name": "testing.table", "options": {"delay_s": delay_s}}],
+        "hardware": [{"name": "gnn.nasbench_graph"}],
+        "objectives": [{"metric": "valid_acc"}, {"metric": "latency_ms"}],
+        "search": {"strategy": "random", "seed": 0, **search},
+    }

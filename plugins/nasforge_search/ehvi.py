@@ -170,6 +170,8 @@ class EHVISampler(optuna.samplers.BaseSampler):
         self._refreshed_at = 0
         self._cost_scale: tuple[np.ndarray, np.ndarray] | None = None
         self._fitted_on = 0
+        self._drawn = 0  # random archs drawn for the pool, and how many of them fit
+        self._fitting = 0
 
     # -- Optuna's sampler interface ------------------------------------------------------
 
@@ -295,14 +297,22 @@ class EHVISampler(optuna.samplers.BaseSampler):
 
     def _fill_pool(self, extra: Sequence[Arch] = ()) -> None:
         """Top the pool up with random unseen archs (and ``extra``): measurable ones that
-        fit the budget (the constraints on free metrics) only."""
-        attempts = 0
+        fit the budget (the constraints on free metrics) only. When few random archs fit
+        (a tight budget), few are drawn per call: the candidates then come from around
+        the archs that fit (``extra``: neighbours and recombinations)."""
         want = self.options.candidates
+        draws = 20 * want
+        if self._drawn >= want and self._fitting < 0.05 * self._drawn:
+            draws = max(want // 10, 1)
         pending = list(extra)
-        while (len(self._pool) < want or pending) and attempts < 20 * want:
-            attempts += 1
+        while (len(self._pool) < want and draws > 0) or pending:
             extra = bool(pending)
-            arch = pending.pop() if extra else self.space.sample(self.rng)
+            if extra:
+                arch = pending.pop()
+            else:
+                arch = self.space.sample(self.rng)
+                draws -= 1
+                self._drawn += 1
             key = self._key(arch)
             if key in self._handed or (key in self._pool and not extra):
                 continue  # (an extra arch stands for its class: proposed as generated)
@@ -310,6 +320,7 @@ class EHVISampler(optuna.samplers.BaseSampler):
                 continue
             if not self._fits(arch, key):
                 continue
+            self._fitting += not extra
             self._pool[key] = arch
 
     def _choices(self, name: str) -> list[Any]:
@@ -349,7 +360,11 @@ class EHVISampler(optuna.samplers.BaseSampler):
     def _next(self, study: optuna.Study) -> Arch | None:
         keys, archs, values, feasible = self._measured(study)
         if len(keys) < self.options.n_initial:
-            return self._next_initial()
+            arch = self._next_initial()
+            if arch is not None or len(keys) < 2:
+                return arch
+            # no random arch fits the budget: model the few measured ones and search
+            # around those that fit instead of proposing archs outside it
         self._initial = []
         if not feasible.any():  # nothing fits yet: the front of everything measured
             feasible[:] = True

@@ -87,6 +87,17 @@ def test_5000_trials_with_4_concurrent_against_postgres_are_each_recorded_once()
     assert result["recorded"] == 5000 and result["failed"] == 0, result
 
 
+@pytest.mark.parametrize("kind", ["postgresql", "sqlite", "journal"])
+def test_one_driver_records_20000_archs_at_a_flat_cost(kind):
+    """Issue 17: at most 2 storage calls per arch, storage at most 30% of the driver's
+    time, the last 1,000 trials within 10% of the first 1,000's throughput."""
+    result = run_benchmark("bench_storage_load.py", "--trials", "20000", "--kind", kind)
+    assert result["recorded"] == 20000 and result["failed"] == 0, result
+    assert result["storage_calls_per_trial"] <= 2, result
+    assert result["storage_share"] <= 0.3, result
+    assert result["last_over_first"] >= 0.9, result
+
+
 def test_single_objective_ceiling_of_nas_bench_graph_pubmed():
     """The measurements the issue-5 single-objective target is judged against (RESULTS.md):
     a handful of archs within 0.3 points of the best, small hill-climbing basins, and no
