@@ -106,6 +106,7 @@ def main() -> None:
         done = sorted(t.datetime_complete.timestamp() for t in complete)
         window = min(args.window, len(done) // 2)
         first = window / max(done[window] - done[0], 1e-9)
+        second = window / max(done[2 * window] - done[window], 1e-9)  # after the ramp-up
         last = window / max(done[-1] - done[-1 - window], 1e-9)
         result = {
             "kind": args.kind,
@@ -124,8 +125,10 @@ def main() -> None:
             "tune_trials": summary.tune_trials,
             "largest_batch": summary.largest_batch,
             f"first_{window}_per_s": round(first, 1),
+            f"second_{window}_per_s": round(second, 1),
             f"last_{window}_per_s": round(last, 1),
             "last_over_first": round(last / first, 3),
+            "last_over_second": round(last / second, 3),
             "ms_per_storage_call": round(1000 * summary.storage_s / summary.storage_calls, 2),
         }
     finally:

@@ -550,7 +550,7 @@ def test_the_batch_size_follows_the_cost_of_a_tune_trial_against_an_evaluation()
         cheap.observe(0.05 + 0.001 * size, 0.001 * size, size)
         sizes.append(size)
     assert sizes == [1, 2, 4, 8, 16, 32, 64, 64]  # doubling, up to 64
-    assert cheap.next(remaining=20) == 5  # the tail spreads over both workers
+    assert cheap.next(remaining=20) == 10  # the tail spreads over both workers
     costly = BatchSize(None, concurrency=2)
     costly.observe(3.5 + 1.0, 1.0, 1)  # a first trial that paid for the actor's start
     costly.observe(1.05, 1.0, 2 if costly.next(10_000) == 2 else 1)

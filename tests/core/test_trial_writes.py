@@ -45,6 +45,7 @@ def through_optuna(url: str, tmp_path: Path, name: str) -> list[optuna.trial.Fro
         if depth < 3:
             storage.set_trial_user_attr(trial_id, "nll", 0.5 * depth)
             storage.set_trial_user_attr(trial_id, "weight_mb", float(depth))
+            storage.set_trial_user_attr(trial_id, "key", f"again{depth - 1}")  # replaced
             storage.set_trial_system_attr(trial_id, "constraints:weight_mb <= 2", depth - 2.0)
             storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [0.5 * depth, depth])
     return study.get_trials()
@@ -72,7 +73,7 @@ def test_a_batch_is_one_round_trip_and_the_record_optuna_would_write(kind, tmp_p
     assert len(ids) == 3 and [t.state for t in study.get_trials()] == [TrialState.RUNNING] * 3
     results = [
         TrialResult(ids[i], TrialState.COMPLETE, [0.5 * (i + 1), i + 1.0],
-                    {"nll": 0.5 * (i + 1), "weight_mb": float(i + 1)},
+                    {"nll": 0.5 * (i + 1), "weight_mb": float(i + 1), "key": f"again{i}"},
                     {"constraints:weight_mb <= 2": i - 1.0})
         for i in range(2)
     ]  # fmt: skip

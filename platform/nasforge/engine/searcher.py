@@ -253,7 +253,8 @@ class BatchSize:
     (its wall time less the evaluations', i.e. scheduling, reporting, the driver's writes)
     against one arch's evaluation. It aims at that overhead being at most ``overhead`` of
     a trial's time, at most doubling per finished trial, up to ``largest``; near the end
-    of the search it shrinks so the last archs spread over all ``concurrency`` workers.
+    of the search it shrinks so the last archs spread over all ``concurrency`` workers
+    (never more than an equal share of what remains).
     """
 
     def __init__(
@@ -269,7 +270,7 @@ class BatchSize:
         """The size of the next batch, with ``remaining`` archs left to hand out."""
         if self.fixed:
             return self.fixed
-        return max(1, min(self.size, math.ceil(remaining / (2 * self.concurrency))))
+        return max(1, min(self.size, math.ceil(remaining / self.concurrency)))
 
     def observe(self, wall_s: float, evaluating_s: float, archs: int) -> None:
         """A Tune trial of ``archs`` archs took ``wall_s``, ``evaluating_s`` of it evaluating."""

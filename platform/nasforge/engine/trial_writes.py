@@ -94,7 +94,7 @@ def _write_rdb(
 ) -> list[int]:
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
-    from sqlalchemy import delete, insert, select, tuple_, update
+    from sqlalchemy import insert, select, update
 
     trials = models.TrialModel
     with _create_scoped_session(storage.scoped_session) as session:
@@ -128,16 +128,21 @@ def _write_rdb(
                 ],
             )
             ids = [row[0] for row in created]
+            encoded: dict[Any, str] = {}  # the trials of a batch share their distributions
             for trial_id, trial in zip(ids, new, strict=True):
-                rows.setdefault(models.TrialParamModel, []).extend(
-                    {
-                        "trial_id": trial_id,
-                        "param_name": name,
-                        "param_value": trial.distributions[name].to_internal_repr(value),
-                        "distribution_json": distribution_to_json(trial.distributions[name]),
-                    }
-                    for name, value in trial.params.items()
-                )
+                for name, value in trial.params.items():
+                    distribution = trial.distributions[name]
+                    text = encoded.get(distribution)
+                    if text is None:
+                        text = encoded[distribution] = distribution_to_json(distribution)
+                    rows.setdefault(models.TrialParamModel, []).append(
+                        {
+                            "trial_id": trial_id,
+                            "param_name": name,
+                            "param_value": distribution.to_internal_repr(value),
+                            "distribution_json": text,
+                        }
+                    )
                 _add_values(rows, models, trial_id, trial.values)
                 _add_attrs(rows, models.TrialUserAttributeModel, trial_id, trial.user_attrs)
                 _add_attrs(rows, models.TrialSystemAttributeModel, trial_id, trial.system_attrs)
@@ -159,32 +164,56 @@ def _write_rdb(
                 (models.TrialUserAttributeModel, "user_attrs"),
                 (models.TrialSystemAttributeModel, "system_attrs"),
             ):
-                pairs = [(r.trial_id, key) for r in results for key in getattr(r, attr)]
-                if pairs:  # replaced, as Optuna's upsert does
-                    session.execute(
-                        delete(kind).where(tuple_(kind.trial_id, kind.key).in_(pairs)),
-                        execution_options={"synchronize_session": False},
-                    )
+                upserts: dict[Any, list[dict[str, Any]]] = {}
                 for r in results:
-                    _add_attrs(rows, kind, r.trial_id, getattr(r, attr))
+                    _add_attrs(upserts, kind, r.trial_id, getattr(r, attr))
+                _upsert(session, kind, upserts.get(kind, []))
             for r in results:
                 _add_values(rows, models, r.trial_id, r.values)
             now = _utc(datetime.now())
-            session.execute(
-                update(trials),
-                [
-                    {
-                        "trial_id": r.trial_id,
-                        "state": r.state,
-                        **({"_datetime_complete_utc": now} if r.state.is_finished() else {}),
-                    }
-                    for r in results
-                ],
-            )
+            for state in {r.state for r in results}:  # one UPDATE per state, not per trial
+                changes: dict[str, Any] = {"state": state}
+                if state.is_finished():
+                    changes["_datetime_complete_utc"] = now
+                session.execute(
+                    update(trials)
+                    .where(trials.trial_id.in_([r.trial_id for r in results if r.state == state]))
+                    .values(**changes)
+                    .execution_options(synchronize_session=False)
+                )
         for table, table_rows in rows.items():
-            if table_rows:
+            if table_rows:  # one executemany per table (pipelined by the driver)
                 session.execute(insert(table), table_rows)
     return ids
+
+
+def _upsert(session: Any, kind: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert attribute rows, replacing a trial's existing value of the same key (as
+    Optuna's own upsert does): ``ON CONFLICT`` on PostgreSQL and SQLite, through the
+    (trial_id, key) unique index; elsewhere a delete of those pairs first."""
+    if not rows:
+        return
+    from sqlalchemy import delete, insert, tuple_
+
+    dialect = session.get_bind().dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        statement = dialect_insert(kind)
+        statement = statement.on_conflict_do_update(
+            index_elements=[kind.trial_id, kind.key],
+            set_={"value_json": statement.excluded.value_json},
+        )
+        session.execute(statement, rows)
+        return
+    pairs = [(row["trial_id"], row["key"]) for row in rows]
+    session.execute(
+        delete(kind).where(tuple_(kind.trial_id, kind.key).in_(pairs)),
+        execution_options={"synchronize_session": False},
+    )
+    session.execute(insert(kind), rows)
 
 
 def _utc(moment: datetime | None) -> datetime | None:
