@@ -13,6 +13,10 @@ driver feeds at a given evaluation cost: ``archs/s * eval_s`` (see docs/scaling.
 
     python benchmarks/bench_cluster_sim.py [--nodes 16] [--cpus 4] [--trials 4000]
         [--eval-s 0.05] [--storage URL]
+
+Ray's ``cluster_utils`` puts the simulated nodes on this machine's own address, not only
+127.0.0.1 (giving them ``node_ip_address="127.0.0.1"`` leaves them unable to reach the
+head): run it on a machine whose ports are not reachable from outside.
 """
 
 from __future__ import annotations
