@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2)
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     plan = Plan.from_json(experiment(args.trials, args.strategy, args.batch_size, args.concurrency))
     with tempfile.TemporaryDirectory() as tmp:
         base_s = baseline(plan, Path(tmp) / "baseline")

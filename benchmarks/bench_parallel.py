@@ -44,7 +44,9 @@ def main() -> None:
     from nasforge.plan import Plan
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ray.init(num_cpus=args.concurrency, include_dashboard=False, log_to_driver=False)
+    ray.init(
+        address="local", num_cpus=args.concurrency, include_dashboard=False, log_to_driver=False
+    )
     from engine_plugins import delayed_table_experiment
 
     search = {"n_trials": args.trials, "concurrency": args.concurrency}

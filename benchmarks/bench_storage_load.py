@@ -81,7 +81,7 @@ def main() -> None:
         }
         import ray
 
-        ray.init(num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False,
+        ray.init(address="local", num_cpus=2, _node_ip_address="127.0.0.1", include_dashboard=False,
                  log_to_driver=False)  # fmt: skip
         with tempfile.TemporaryDirectory() as run_dir:
             summary = run_search(Plan.from_json(exp), Path(run_dir), progress=False)
