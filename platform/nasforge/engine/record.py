@@ -113,17 +113,13 @@ class StudyRecord:
         """Write every event since the last flush to the study, in one storage round-trip."""
         if not self._unwritten and not self._results:
             return
-        new = [self._frozen(self._unwritten[n]) for n in sorted(self._unwritten)]
+        new = [self.frozen(self._unwritten[n]) for n in sorted(self._unwritten)]
         ids = write_trials(self.storage, self.study_id, new, list(self._results.values()))
         self.trial_ids.update((t.number, i) for t, i in zip(new, ids, strict=True))
         self._unwritten.clear()
         self._results.clear()
 
-    def _frozen(self, trial: optuna.Trial) -> FrozenTrial:
-        """The mirror's trial as it is now (params, attributes, and state, values and
-        constraints when already told): what the persistent study gets."""
-        return self.mirror._storage.get_trial(trial._trial_id)
-
     def frozen(self, trial: optuna.Trial) -> FrozenTrial:
-        """The trial as recorded (what the persistent study holds after the next flush)."""
-        return self._frozen(trial)
+        """The trial as recorded: the mirror's trial as it is now (params, attributes, and
+        state, values and constraints when told), what the study holds after the next flush."""
+        return self.mirror._storage.get_trial(trial._trial_id)

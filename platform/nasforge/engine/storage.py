@@ -181,7 +181,12 @@ class ReconnectingStorage(BaseStorage):
         call; retried like the others. A retry that finds the batch already committed
         (the connection broke after the commit) returns the ids it was given."""
 
+        attempts = 0
+
         def write(study_id, new, results):
+            nonlocal attempts
+            attempts += 1
+            retrying = attempts > 1
             try:
                 return write_trials(self.inner, study_id, new, results)
             except optuna.exceptions.UpdateFinishedTrialError:
@@ -196,16 +201,7 @@ class ReconnectingStorage(BaseStorage):
                     for t in new
                 ]
 
-        retrying = False
-
-        def attempt(*args):
-            nonlocal retrying
-            try:
-                return write(*args)
-            finally:
-                retrying = True
-
-        return self._call("write_trials", (study_id, new, results), {}, method=attempt)
+        return self._call("write_trials", (study_id, new, results), {}, method=write)
 
     def _call(self, name: str, args: tuple, kwargs: dict, method: Any = None) -> Any:
         method = method or getattr(self.inner, name)
