@@ -592,7 +592,7 @@ class LINASStrategy(Strategy):
     cross-validation). Works with one objective too (the inner search is then a GA)."""
 
     class Options(BaseModel):
-        model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+        model_config = ConfigDict(extra="forbid")
         population: int = Field(50, ge=2)
         """Real evaluations per round; the first round is random."""
         inner_population: int | None = Field(None, ge=2)

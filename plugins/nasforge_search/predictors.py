@@ -109,7 +109,7 @@ def limited_threads(threads: int | None) -> Iterator[None]:
 
 
 class _Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 def _check_fitted(predictor: Any, X: Any) -> np.ndarray:

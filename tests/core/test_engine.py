@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from concurrent.futures import Future
 from pathlib import Path
 
 import engine_plugins
@@ -26,7 +27,8 @@ from optuna.trial import TrialState
 
 from nasforge.engine import run_search
 from nasforge.engine.plain import check_plain
-from nasforge.engine.searcher import StudySearcher
+from nasforge.engine.search import _open_search
+from nasforge.engine.warm_start import WarmStart
 from nasforge.errors import NasforgeError, StudyError
 from nasforge.plan import Plan
 from nasforge_gnn import nasbench_graph as nbg
@@ -256,13 +258,20 @@ def test_ray_tune_pickles_plain_counts_of_the_search_and_never_the_sampler(tmp_p
                        for m in unpickler.modules), (path, sorted(unpickler.modules))  # fmt: skip
         if isinstance(state, dict) and "_tune_config" in state:
             searchers.append(state["_tune_config"].search_alg)
-    assert searchers and all(isinstance(s, StudySearcher) for s in searchers)
-    searcher = searchers[0]
-    check_plain(vars(searcher), "the pickled searcher")
-    assert searcher.study_name == "engine_test" and searcher.n_trials == 8
-    assert len(pickle.dumps(searcher)) < 2000
-    with pytest.raises(NasforgeError, match="restored from Ray Tune's pickled state"):
-        searcher.suggest("t1")
+    assert searchers and all(isinstance(s, WarmStart) for s in searchers)
+    for searcher in searchers:
+        check_plain(vars(searcher), "the pickled searcher")
+        assert len(pickle.dumps(searcher)) < 2000
+        with pytest.raises(NasforgeError, match="restored from Ray Tune's pickled state"):
+            searcher.suggest("t1")
+    # pickled once its study is open, it carries the study's name and counts
+    opening = Future()
+    more = experiment(n_trials=10, strategy="testing.locked_random", batch_size=2)
+    opening.set_result(_open_search(plan_of(more), tmp_path, show_progress=False).searcher)
+    restored = pickle.loads(pickle.dumps(WarmStart(opening, concurrency=2)))
+    check_plain(vars(restored), "the pickled searcher")
+    assert restored.study_name == "engine_test" and restored.n_trials == 10
+    assert restored.complete == 8 and restored.failed == 0
 
 
 def test_whatever_is_not_plain_data_is_refused_before_ray_sees_it():
@@ -448,11 +457,11 @@ def test_an_estimator_that_cannot_set_up_stops_the_search_with_its_error(tmp_pat
     ):
         run_search(plan_of(exp), tmp_path / "run", progress=False)
     assert time.monotonic() - start < 60
-    failed = [t for t in trials_of(tmp_path / "run") if t.state == TrialState.FAIL]
-    assert failed and all(
-        "setting up the evaluation failed" in t.user_attrs["error"] for t in failed
-    )
-    assert all(t.state.is_finished() for t in trials_of(tmp_path / "run"))
+    # usually a warm-up trial meets the error before any arch is handed out (nothing is
+    # recorded); archs already handed out are failed with it, none left RUNNING
+    trials = trials_of(tmp_path / "run")
+    assert all(t.state == TrialState.FAIL for t in trials)
+    assert all("setting up the evaluation failed" in t.user_attrs["error"] for t in trials)
 
 
 def test_an_arch_that_kills_its_worker_does_not_fail_its_batch_mates(tmp_path):
@@ -556,3 +565,29 @@ def test_the_batch_size_follows_the_cost_of_a_tune_trial_against_an_evaluation()
     costly.observe(1.05, 1.0, 2 if costly.next(10_000) == 2 else 1)
     assert costly.next(remaining=10_000) == 1  # 1 s evaluations need no batching
     assert BatchSize(7, concurrency=2).next(remaining=3) == 7  # the user's size wins
+
+
+def test_warm_start_hands_out_warm_up_trials_until_the_study_is_open(tmp_path):
+    """Until the study is open, Tune gets one empty batch per concurrent slot (it starts an
+    actor and builds its evaluator) and nothing is recorded; then the study's searcher
+    takes over. A worker that cannot set up while warming up ends the search."""
+    from ray.tune.search import Searcher
+
+    opening = Future()
+    warm = WarmStart(opening, concurrency=2)
+    assert warm.suggest("w1") == {"archs": [], "numbers": []}
+    assert warm.suggest("w2") == {"archs": [], "numbers": []}
+    assert warm.suggest("w3") is None  # both slots warming: Tune asks again later
+    warm.on_trial_complete("w1", {"batch": [], "pid": 1})
+    plan = plan_of(experiment(n_trials=4, batch_size=2))
+    opening.set_result(_open_search(plan, tmp_path, show_progress=False).searcher)
+    config = warm.suggest("t1")
+    assert len(config["archs"]) == 2 and config["numbers"] == [0, 1]
+    assert [t.state for t in trials_of(tmp_path)] == [TrialState.RUNNING] * 2
+    warm.on_trial_complete("w2", {"batch": []})  # a late warm-up result is not a batch
+    assert [t.state for t in trials_of(tmp_path)] == [TrialState.RUNNING] * 2
+
+    broken = WarmStart(Future(), concurrency=1)
+    broken.suggest("w1")
+    broken.on_trial_complete("w1", {"fatal": "setting up the evaluation failed: boom"})
+    assert broken.suggest("w2") == Searcher.FINISHED

@@ -14,6 +14,7 @@ import logging
 import os
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,13 +24,13 @@ from optuna.trial import TrialState
 from ..errors import NasforgeError
 from ..free_metrics import FreeMetrics, build_sampler
 from ..plan import Plan
-from ..plugins import Registry
 from .plain import check_plain
 from .record import StudyRecord
 from .runtime import RunLock, check_resources, ray_init
 from .searcher import Progress, StudySearcher
 from .storage import mask_url
 from .study import Recovered, open_study, recover, resume_seed
+from .warm_start import WarmStart
 from .weights import put_supernet_weights
 from .worker import evaluate_trial
 
@@ -59,27 +60,37 @@ def run_search(
     *,
     progress: bool = True,
 ) -> SearchSummary:
-    """Run (or resume) the experiment's search until ``n_trials`` trials are COMPLETE."""
+    """Run (or resume) the experiment's search until ``n_trials`` trials are COMPLETE.
+
+    The study opens in a thread while Ray starts and Ray Tune starts its workers
+    (:mod:`.warm_start`)."""
     reg = plan.registry
     experiment = plan.experiment
     spec = experiment.search
     run_dir = Path(run_dir or experiment.resolved_run_dir).resolve()
     start = time.perf_counter()
-    with RunLock(run_dir):
-        study, url = open_study(plan, run_dir)
-        (run_dir / "experiment.json").write_text(json.dumps(plan.to_json(), indent=2))
-        recovered = recover(study, plan)
-        complete = recovered.complete
-        summary = SearchSummary(
-            study.study_name, mask_url(url), complete, 0, complete, len(recovered.retry), 0.0
-        )
+    with RunLock(run_dir), ThreadPoolExecutor(1, thread_name_prefix="nasforge-study") as pool:
+        opening = pool.submit(_open_search, plan, run_dir, progress)
         status, error = "ok", None
+        opened: OpenSearch | None = None
+        summary = SearchSummary(spec.study_name or experiment.name, "", 0, 0, 0, 0, 0.0)
         try:
             reg.notify(
                 "experiment_start", raise_errors=True, experiment=experiment, run_dir=run_dir
             )
-            if complete < spec.n_trials:
-                searcher = _run_tune(plan, study, run_dir, recovered, reg, progress)
+            if _searching(opening):
+                ray_init()  # while the study opens
+            if _searching(opening):
+                warm_start = _run_tune(plan, opening, run_dir)
+                opened = opening.result()  # raises its error if opening failed
+                searcher = warm_start.open_searcher()
+            else:
+                opened, searcher = opening.result(), None
+            if searcher is None:  # the study had its n_trials already
+                summary.complete = opened.recovered.complete
+            else:
+                if opened.progress:
+                    opened.progress.update(searcher, force=True)
                 summary.complete, summary.failed = searcher.complete, searcher.failed
                 summary.tune_trials = searcher.tune_trials
                 summary.largest_batch = searcher.largest_batch
@@ -95,8 +106,15 @@ def run_search(
             raise
         finally:
             summary.wall_s = time.perf_counter() - start
-            summary.storage_s = getattr(study._storage, "busy_s", 0.0)
-            summary.storage_calls = getattr(study._storage, "calls", 0)
+            if opened is None and opening.done() and opening.exception() is None:
+                opened = opening.result()
+            if opened is not None:
+                storage = opened.study._storage
+                summary.storage = mask_url(opened.url)
+                summary.resumed_complete = opened.recovered.complete
+                summary.orphans_retried = len(opened.recovered.retry)
+                summary.storage_s = getattr(storage, "busy_s", 0.0)
+                summary.storage_calls = getattr(storage, "calls", 0)
             reg.notify(
                 "experiment_end",
                 raise_errors=False,
@@ -114,30 +132,33 @@ def run_search(
     return summary
 
 
-def _run_tune(
-    plan: Plan,
-    study: optuna.Study,
-    run_dir: Path,
-    recovered: Recovered,
-    reg: Registry,
-    show_progress: bool,
-) -> StudySearcher:
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(plan.experiment.search.concurrency)
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    from ray import tune
+@dataclass
+class OpenSearch:
+    """The search's study, opened and recovered; ``searcher`` is None when it has its
+    ``n_trials`` already."""
 
-    # With Tune's file loggers off (the study is the record), its result grid complains
-    # that no result files exist; nothing is missing.
-    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    study: optuna.Study
+    url: str
+    recovered: Recovered
+    searcher: StudySearcher | None
+    progress: Progress | None
+
+
+def _searching(opening: Future[OpenSearch]) -> bool:
+    """Whether the search has trials to run: True while its study is still opening;
+    raises the opening's error if it failed."""
+    return not opening.done() or opening.result().searcher is not None
+
+
+def _open_search(plan: Plan, run_dir: Path, show_progress: bool) -> OpenSearch:
+    """Open (or resume) the study and build the searcher that drives it (in a thread)."""
+    study, url = open_study(plan, run_dir)
+    (run_dir / "experiment.json").write_text(json.dumps(plan.to_json(), indent=2))
+    recovered = recover(study, plan)
     spec = plan.experiment.search
-    ray_init()
-    check_resources(
-        spec.resources_per_trial.cpu,
-        spec.resources_per_trial.gpu,
-        "search.resources_per_trial.{}",
-        "one trial",
-    )
+    if recovered.complete >= spec.n_trials:
+        return OpenSearch(study, url, recovered, None, None)
+    reg = plan.registry
     sampler = build_sampler(
         plan.strategy,
         plan.space,
@@ -173,6 +194,37 @@ def _run_tune(
         complete=recovered.complete,
         on_told=on_told,
     )
+    return OpenSearch(study, url, recovered, searcher, progress)
+
+
+def _run_tune(plan: Plan, opening: Future[OpenSearch], run_dir: Path) -> WarmStart:
+    """Fan the search out with Ray Tune; its first trials warm the workers up while
+    ``opening`` completes."""
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(plan.experiment.search.concurrency)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    from ray import tune
+
+    # With Tune's file loggers off (the study is the record), its result grid complains
+    # that no result files exist; nothing is missing.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    spec = plan.experiment.search
+    check_resources(
+        spec.resources_per_trial.cpu,
+        spec.resources_per_trial.gpu,
+        "search.resources_per_trial.{}",
+        "one trial",
+    )
+    searcher_opening: Future[StudySearcher] = Future()
+
+    def hand_over(done: Future[OpenSearch]) -> None:
+        if done.exception() is not None:
+            searcher_opening.set_exception(done.exception())
+        else:
+            searcher_opening.set_result(done.result().searcher)
+
+    opening.add_done_callback(hand_over)
+    warm_start = WarmStart(searcher_opening, spec.concurrency)
     weights, digest = put_supernet_weights(plan, run_dir)
     import ray
 
@@ -193,7 +245,7 @@ def _run_tune(
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=searcher,
+            search_alg=warm_start,
             num_samples=-1,
             max_concurrent_trials=spec.concurrency,
             reuse_actors=True,
@@ -207,6 +259,4 @@ def _run_tune(
         ),
     )
     tuner.fit()
-    if progress:
-        progress.update(searcher, force=True)
-    return searcher
+    return warm_start
