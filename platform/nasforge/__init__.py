@@ -3,7 +3,8 @@
 This module is the whole SDK a plugin imports (with :mod:`nasforge.nn`, the elastic
 PyTorch ops for supernets, and :mod:`nasforge.testing`, the conformance suite):
 
-- the search-space algebra: :class:`SearchSpace`, its dimensions (:class:`Categorical`,
+- the search-space algebra: :class:`SearchSpace` (and :class:`GroupedSpace`, whose dimension
+  groups :meth:`~GroupedSpace.restrict` narrows), its dimensions (:class:`Categorical`,
   :class:`IntRange`, :class:`PerLayer`, :class:`Dimension`) and :data:`Arch`;
 - the component types and their one constructor convention (:class:`Configurable`):
   :class:`Estimator`, :class:`Hardware`, :class:`Strategy`, :class:`Trainer`,
@@ -58,7 +59,7 @@ from .sdk import (
     TrainContext,
     Trainer,
 )
-from .space import Arch, Categorical, Dimension, IntRange, PerLayer, SearchSpace
+from .space import Arch, Categorical, Dimension, GroupedSpace, IntRange, PerLayer, SearchSpace
 
 __version__ = "0.1.0"
 
@@ -107,6 +108,7 @@ __all__ = [
     "EvalContext",
     "FreeMetrics",
     "Front2D",
+    "GroupedSpace",
     "Hardware",
     "IntRange",
     "Metric",

@@ -19,7 +19,7 @@ import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -543,3 +543,70 @@ class SearchSpace:
 
     def log10_cardinality(self) -> float:
         return math.log10(self.cardinality())
+
+
+class GroupedSpace(SearchSpace):
+    """A space whose dimensions come in named *groups* (every per-block ``kernel_i`` in the
+    group ``kernel``) that :meth:`restrict` narrows — what progressive shrinking trains on
+    (``space.restrict(kernel=[7], depth=[4])``: only the largest kernel and depth).
+
+    Subclasses set ``Options`` (a pydantic model of their sizes: ``self.config``, and
+    ``self.options`` as plain data) and define :meth:`groups` (each group's full choices)
+    and :meth:`_dimensions` (the dimensions for given choices per group). Invalid options
+    raise ``ValueError`` naming the space, the field and the value.
+    """
+
+    Options: ClassVar[Any]
+
+    def __init__(self, **options: Any) -> None:
+        from pydantic import ValidationError
+
+        try:
+            self.config = self.Options(**options)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"])
+            got = f" (got {error['input']!r})" if where else ""
+            where = f"{where}: " if where else ""
+            message = error["msg"].removeprefix("Value error, ")
+            raise ValueError(f"{type(self).__name__}: {where}{message}{got}") from None
+        self.options: dict[str, Any] = self.config.model_dump()
+        self._restriction: dict[str, list[Any]] = {}
+        super().__init__(self._dimensions(self.groups()))
+
+    def groups(self) -> dict[str, list[Any]]:
+        """Each dimension group's full choices (independent of any restriction)."""
+        raise NotImplementedError
+
+    def _dimensions(self, choices: Mapping[str, list[Any]]) -> list[Dimension]:
+        """The space's dimensions when each group offers ``choices[group]``."""
+        raise NotImplementedError
+
+    @property
+    def restriction(self) -> dict[str, list[Any]]:
+        """The groups this space narrows, with the choices it keeps (empty: the full space)."""
+        return {k: list(v) for k, v in self._restriction.items()}
+
+    def restrict(self, **groups: Sequence[Any] | Any) -> GroupedSpace:
+        """A copy of this space with the named groups narrowed to the given choices (a
+        value or a list; each must be one of the group's full choices). Groups not named
+        keep this space's narrowing. The copy shares the options, so the same supernet
+        runs its archs."""
+        import copy
+
+        full = self.groups()
+        narrowed = dict(self._restriction)
+        for group, values in groups.items():
+            if group not in full:
+                raise ValueError(f"restrict: unknown group {group!r} (groups: {sorted(full)})")
+            values = list(values) if isinstance(values, list | tuple) else [values]
+            if not values:
+                raise ValueError(f"restrict: group {group!r} needs at least one choice")
+            for v in values:
+                if isinstance(v, bool) or not any(v == c for c in full[group]):
+                    raise ValueError(f"restrict: {group}={v!r} is not one of {full[group]}")
+            narrowed[group] = [c for c in full[group] if any(v == c for v in values)]
+        space = copy.copy(self)
+        space._restriction = narrowed
+        SearchSpace.__init__(space, space._dimensions({**full, **narrowed}))
+        return space

@@ -14,7 +14,6 @@ give the published ImageNet configurations.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -22,13 +21,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from nasforge import Categorical, Dimension, PerLayer, SearchSpace
+from nasforge import Categorical, Dimension, GroupedSpace, PerLayer
 
 Activation = Literal["relu", "hswish"]
 
@@ -93,25 +91,11 @@ class CNNOptions(BaseModel):
             raise ValueError(f"per-stage lists must have one entry per stage: {listed}")
 
 
-class _CNNSpace(SearchSpace):
+class _CNNSpace(GroupedSpace):
     """What both CNN spaces share: options, groups and restriction, input shape, task fit."""
 
     Options: ClassVar[type[CNNOptions]]
     IMAGENET: ClassVar[dict[str, Any]]
-
-    def __init__(self, **options: Any):
-        try:
-            self.config = self.Options(**options)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(str(part) for part in error["loc"])
-            got = f" (got {error['input']!r})" if where else ""
-            where = f"{where}: " if where else ""
-            message = error["msg"].removeprefix("Value error, ")
-            raise ValueError(f"{type(self).__name__}: {where}{message}{got}") from None
-        self.options: dict[str, Any] = self.config.model_dump()
-        self._restriction: dict[str, list[Any]] = {}
-        super().__init__(self._dimensions(self.groups()))
 
     @classmethod
     def imagenet(cls, **overrides: Any) -> _CNNSpace:
@@ -123,41 +107,6 @@ class _CNNSpace(SearchSpace):
     def num_stages(self) -> int:
         """How many elastic stages the network has."""
         return len(self.config.stage_widths)
-
-    def groups(self) -> dict[str, list[Any]]:
-        """Each dimension group's full choices (independent of any restriction)."""
-        raise NotImplementedError
-
-    def _dimensions(self, choices: Mapping[str, list[Any]]) -> list[Dimension]:
-        raise NotImplementedError
-
-    # -- restriction ---------------------------------------------------------------------
-    @property
-    def restriction(self) -> dict[str, list[Any]]:
-        """The groups this space narrows, with the choices it keeps (empty: the full space)."""
-        return {k: list(v) for k, v in self._restriction.items()}
-
-    def restrict(self, **groups: Sequence[Any] | Any) -> _CNNSpace:
-        """A copy of this space with the named groups narrowed to the given choices (a
-        value or a list; each must be one of the group's full choices). Groups not named
-        keep this space's narrowing. The copy shares the options, so the same supernet
-        runs its archs."""
-        full = self.groups()
-        narrowed = dict(self._restriction)
-        for group, values in groups.items():
-            if group not in full:
-                raise ValueError(f"restrict: unknown group {group!r} (groups: {sorted(full)})")
-            values = list(values) if isinstance(values, list | tuple) else [values]
-            if not values:
-                raise ValueError(f"restrict: group {group!r} needs at least one choice")
-            for v in values:
-                if isinstance(v, bool) or not any(v == c for c in full[group]):
-                    raise ValueError(f"restrict: {group}={v!r} is not one of {full[group]}")
-            narrowed[group] = [c for c in full[group] if any(v == c for v in values)]
-        space = copy.copy(self)
-        space._restriction = narrowed
-        SearchSpace.__init__(space, space._dimensions({**full, **narrowed}))
-        return space
 
     # -- data shapes ---------------------------------------------------------------------
     @property

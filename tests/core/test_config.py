@@ -402,12 +402,12 @@ MALFORMED = [
     ),
     pytest.param(
         edited(("space.name", "gnn.nasbench")),
-        "space.name: unknown space 'gnn.nasbench' (available: cnn.mobilenetv3, cnn.resnet, gnn.nasbench_graph, llm.llama)",
+        "space.name: unknown space 'gnn.nasbench' (available: cnn.mobilenetv3, cnn.resnet, gnn.nasbench_graph, llm.llama, tdnn.ecapa)",
         id="unknown-space",
     ),
     pytest.param(
         edited(("estimators[0].name", "gnn.accuracy")),
-        "estimators[0].name: unknown estimator 'gnn.accuracy' (available: cnn.accuracy, gnn.nasbench_graph, llm.multiple_choice, llm.perplexity)",
+        "estimators[0].name: unknown estimator 'gnn.accuracy' (available: cnn.accuracy, gnn.nasbench_graph, llm.multiple_choice, llm.perplexity, tdnn.eer)",
         id="unknown-estimator",
     ),
     pytest.param(
@@ -417,7 +417,7 @@ MALFORMED = [
     ),
     pytest.param(
         edited(("train", {"trainer": "sandwich"})),
-        "train.trainer: unknown trainer 'sandwich' (available: cnn.progressive, cnn.sandwich, llm.lora_sandwich, llm.qfa)",
+        "train.trainer: unknown trainer 'sandwich' (available: cnn.progressive, cnn.sandwich, llm.lora_sandwich, llm.qfa, tdnn.progressive)",
         id="unknown-trainer",
     ),
     # plugin options, validated against each plugin's own Options model

@@ -211,7 +211,7 @@ def test_an_unknown_name_lists_what_is_available():
     with pytest.raises(KeyError) as info:
         reg.get("trainer", "sandwich")
     assert info.value.args[0] == (
-        "unknown trainer 'sandwich' (available: cnn.progressive, cnn.sandwich, llm.lora_sandwich, llm.qfa)"
+        "unknown trainer 'sandwich' (available: cnn.progressive, cnn.sandwich, llm.lora_sandwich, llm.qfa, tdnn.progressive)"
     )
 
 
