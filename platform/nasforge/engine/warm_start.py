@@ -34,7 +34,7 @@ class WarmStart(Searcher):
         super().__init__()
         self.opening = opening
         self.concurrency = concurrency
-        self.warming: set[str] = set()  # tune trial ids of warm-up trials still running
+        self.warming: list[str] = []  # tune trial ids of warm-up trials still running
         self.warm_ups = 0
         self.fatal: str | None = None
 
@@ -59,6 +59,7 @@ class WarmStart(Searcher):
         """A detached searcher: it reports the counts it was pickled with but cannot search."""
         self.__dict__.update(state)
         self.opening = None
+        self.concurrency, self.warming, self.warm_ups, self.fatal = 0, [], 0, None
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True
@@ -79,13 +80,13 @@ class WarmStart(Searcher):
             return Searcher.FINISHED
         if self.warm_ups < self.concurrency:
             self.warm_ups += 1
-            self.warming.add(trial_id)
+            self.warming.append(trial_id)
             return dict(WARM_UP)
         return None  # Tune asks again shortly
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         if trial_id in self.warming:
-            self.warming.discard(trial_id)
+            self.warming.remove(trial_id)
             if result and result.get("fatal"):
                 self.fatal = self.fatal or result["fatal"]
             return  # a worker that died warming up is started again by the next trial
