@@ -432,7 +432,11 @@ def test_a_resumed_search_explores_new_archs_instead_of_replaying(tmp_path):
     run_search(plan_of(exp), tmp_path, progress=False)
     new = [t for t in trials_of(tmp_path)[len(first) :] if t.state == TrialState.COMPLETE]
     replayed = [t for t in new if t.user_attrs.get("duplicate_of", len(first)) < len(first)]
-    assert len(new) == 30 and len(replayed) < 10
+    # a sampler that restarted from generation 0 with the same seed would propose the first
+    # run's initial population again, in order; a converging population proposes a few of the
+    # first run's archs again by itself (3-6 of 30 on a quiet machine, 11 once under load)
+    in_order = sum(a.user_attrs["key"] == b.user_attrs["key"] for a, b in zip(first[:10], new))
+    assert len(new) == 30 and in_order <= 2 and len(replayed) < 15
     assert max(t.system_attrs["NSGAIISampler:generation"] for t in new) >= 4
 
 
