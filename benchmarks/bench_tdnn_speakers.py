@@ -2,8 +2,9 @@
 experiment (``examples/tdnn_speakers.yaml``), on the run's own trial list:
 
 1. **Baselines beside the front**: mean-MFCC cosine scoring and the pretrained GE2E speaker
-   encoder of ``resemblyzer`` (EER, minDCF, MACs per second of audio), against the run's
-   Pareto front over (EER, MACs);
+   encoder of ``resemblyzer`` (EER, minDCF, MACs per second of audio; ``tdnn.eer``'s
+   baselines, as the run's report measured them into ``baselines.json``), against the
+   run's Pareto front over (EER, MACs);
 2. **The front's span**: largest / smallest MACs on the front (target >= 4x);
 3. **Best subnet vs the baselines** (target: beats both) and **some subnet under a quarter
    of the largest subnet's MACs beating mean-MFCC**.
@@ -23,8 +24,8 @@ import argparse
 import json
 from pathlib import Path
 
+from nasforge.baselines import measure_baselines
 from nasforge.report import load_run, trial_records
-from nasforge_tdnn.baselines import baseline_results
 
 
 def main() -> None:
@@ -41,9 +42,10 @@ def main() -> None:
         if eer < best:
             front.append({"trial": number, "macs_m": macs, "eer": eer})
             best = eer
-    task = plan.task
-    labels, enroll, test = task.trials()
-    baselines = baseline_results(task.eval_waves(), labels, enroll, test)
+    measured = measure_baselines(plan, args.run_dir)
+    if measured.errors:
+        raise SystemExit("; ".join(measured.errors))
+    baselines = [{"name": b["name"], **b["metrics"]} for b in measured.rows]
     largest_macs = max(p[0] for p in points)
     mfcc = next(b for b in baselines if "MFCC" in b["name"])
     cheap_better = [p for p in front if p["macs_m"] < largest_macs / 4 and p["eer"] < mfcc["eer"]]
@@ -59,9 +61,7 @@ def main() -> None:
     }
     print(f"{'':<28} {'EER %':>7} {'minDCF':>7} {'MACs/s (M)':>11}")
     for b in baselines:
-        print(
-            f"{b['name']:<28} {b['eer']:>7.2f} {b['min_dcf']:>7.3f} {b['macs_per_s'] / 1e6:>11.1f}"
-        )
+        print(f"{b['name']:<28} {b['eer']:>7.2f} {b['min_dcf']:>7.3f} {b['macs_m']:>11.1f}")
     for p in front:
         print(
             f"{'front trial ' + str(p['trial']):<28} {p['eer']:>7.2f} {'':>7} {p['macs_m']:>11.1f}"

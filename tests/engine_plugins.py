@@ -20,8 +20,8 @@ from pathlib import Path
 import optuna
 from pydantic import BaseModel, ConfigDict
 
-from nasforge import Strategy, hookimpl
-from nasforge_gnn.plugin import NasBenchGraphAccuracy
+from nasforge import Baseline, Strategy, hookimpl
+from nasforge_gnn.plugin import NasBenchGraphAccuracy, NasBenchGraphCost
 
 #: lifecycle calls seen by this process (the driver): (hook name, detail)
 EVENTS: list[tuple[str, object]] = []
@@ -61,6 +61,38 @@ class FaultyTableAccuracy(NasBenchGraphAccuracy):
         return super().evaluate(arch, context)
 
 
+#: the hand-designed reference of ``testing.table_baselines``: four GCN layers in a chain
+GCN_CHAIN = {"link": [0, 1, 2, 3], "ops": ["gcn", "gcn", "gcn", "gcn"]}
+
+
+class TableAccuracyWithBaselines(NasBenchGraphAccuracy):
+    """NAS-Bench-Graph accuracy whose baseline is a hand-designed 4-layer GCN chain, looked
+    up in the same tables (accuracy and cost); it can log its calls to ``calls_file`` and
+    fail on purpose (``fail``)."""
+
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        dataset: str | None = None
+        calls_file: str | None = None
+        fail: bool = False
+
+    def __init__(self, space, **options):
+        self.calls_file, self.fail = options.pop("calls_file", None), options.pop("fail", False)
+        super().__init__(space, **options)
+
+    def baselines(self, context):
+        if self.calls_file:
+            with open(self.calls_file, "a") as f:
+                f.write(f"{os.getpid()}\n")
+        if self.fail:
+            raise RuntimeError("injected baseline failure")
+        self.setup(context)
+        cost = NasBenchGraphCost(self.space, dataset=self.options["dataset"])
+        cost.setup(context)
+        metrics = {**self.evaluate(GCN_CHAIN, context), **cost.measure(GCN_CHAIN, None, context)}
+        return [Baseline("GCN x4", metrics, "four GCN layers in a chain")]
+
+
 class LockedRandomSampler(optuna.samplers.RandomSampler):
     """Random sampling that logs every proposal to an open file under a lock: it works in
     the driver and cannot be pickled, so it must never reach Ray."""
@@ -86,6 +118,7 @@ class LockedRandomStrategy(Strategy):
 @hookimpl
 def register_estimators(register):
     register("testing.table", FaultyTableAccuracy)
+    register("testing.table_baselines", TableAccuracyWithBaselines)
 
 
 @hookimpl

@@ -8,7 +8,8 @@ PyTorch ops for supernets, and :mod:`nasforge.testing`, the conformance suite):
   :class:`IntRange`, :class:`PerLayer`, :class:`Dimension`) and :data:`Arch`;
 - the component types and their one constructor convention (:class:`Configurable`):
   :class:`Estimator`, :class:`Hardware`, :class:`Strategy`, :class:`Trainer`,
-  :class:`Task`, :class:`Supernet` (and :class:`SubnetFormats`), :class:`Predictor`, :class:`Tabular`;
+  :class:`Task`, :class:`Supernet` (and :class:`SubnetFormats`), :class:`Predictor`, :class:`Tabular`, :class:`Baselines`
+  (and :class:`Baseline`);
 - the values the core hands them: :class:`Metric`, :class:`Objective`,
   :class:`EvalContext`, :class:`TrainContext`, :class:`FreeMetrics`;
 - the hooks: :data:`hookimpl`, the typed ``register`` callbacks (:class:`RegisterSpace`, …)
@@ -43,6 +44,8 @@ from .hookspecs import (
 )
 from .plugins import Registry, build_predictor, lazy, registry
 from .sdk import (
+    Baseline,
+    Baselines,
     Component,
     Configurable,
     Estimator,
@@ -99,6 +102,8 @@ __all__ = [
     "REFERENCE_POINT",
     "Arch",
     "ArchError",
+    "Baseline",
+    "Baselines",
     "Categorical",
     "Component",
     "ConfigError",

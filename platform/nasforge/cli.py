@@ -91,6 +91,11 @@ def _print_report(report) -> None:
     )
     for path in report.files:
         print(f"  {path}")
+    for baseline in report.baselines:
+        values = ", ".join(f"{k} {v:.4g}" for k, v in baseline["metrics"].items())
+        print(f"  baseline {baseline['name']}: {values}")
+    for warning in report.warnings:
+        print(f"  warning: {warning}")
 
 
 def _train(plan, run_dir: Path) -> None:
@@ -170,6 +175,11 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
         print("\n".join(describe_agreement(metric, stats)))
     for path in report.files:
         print(f"  {path}")
+    for baseline in report.baselines:
+        values = ", ".join(f"{k} {v:.4g}" for k, v in baseline["metrics"].items())
+        print(f"  baseline {baseline['name']}: {values}")
+    for warning in report.warnings:
+        print(f"  warning: {warning}")
     return 0
 
 

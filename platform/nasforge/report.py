@@ -7,7 +7,9 @@
 - ``pareto.csv`` / ``pareto.json`` — the feasible non-dominated COMPLETE trials, one per
   distinct arch, sorted by the first objective;
 - ``pareto.png`` — every trial against the first two objectives (axes labelled with metric
-  names and units), infeasible ones hollow, the front highlighted and joined.
+  names and units), infeasible ones hollow, the front highlighted and joined;
+- beside the front, the baselines of estimators that score reference methods
+  (:mod:`nasforge.baselines`): listed in ``pareto.json`` and marked on the plot.
 
 The rows of ``trials.csv`` are :class:`TrialRecord` values (:func:`trial_records`), which
 is also what :func:`nasforge.run_experiment` hands a test to assert on.
@@ -24,6 +26,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from .baselines import measure_baselines
 from .engine.study import open_study
 from .errors import StudyError
 from .pareto import pareto_mask
@@ -68,7 +71,9 @@ class TrialRecord:
 @dataclass
 class Report:
     """Where a report was written and what it found: ``records`` every trial,
-    ``pareto`` the front (as in ``pareto.json``), ``front`` the front's records."""
+    ``pareto`` the front (as in ``pareto.json``), ``front`` the front's records,
+    ``baselines`` the reference methods beside it and ``warnings`` what could not be
+    measured (a baseline that failed)."""
 
     run_dir: Path
     trials: int
@@ -78,6 +83,8 @@ class Report:
     files: list[Path]
     records: list[TrialRecord] = field(default_factory=list)
     front: list[TrialRecord] = field(default_factory=list)
+    baselines: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def load_run(run_dir: Path) -> tuple[Plan, optuna.Study]:
@@ -168,19 +175,21 @@ def write_report(
         [{**p, "arch": json.dumps(p["arch"], separators=(",", ":"))} for p in pareto],
         columns=["number", *metrics, "arch"],
     ).to_csv(run_dir / "pareto.csv", index=False)
+    baselines = measure_baselines(plan, run_dir)
     (run_dir / "pareto.json").write_text(
         json.dumps(
             {
                 "objectives": [{"metric": o.metric, "direction": o.direction} for o in objectives],
                 "constraints": [str(c) for c in plan.constraints],
                 "trials": pareto,
+                **({"baselines": baselines.rows} if baselines.rows else {}),
             },
             indent=2,
         )
     )
     files = [run_dir / n for n in ("trials.csv", "pareto.csv", "pareto.json")]
     if complete:
-        files.append(_plot(run_dir / "pareto.png", plan, complete, front))
+        files.append(_plot(run_dir / "pareto.png", plan, complete, front, baselines.rows))
     failed = sum(t.state == TrialState.FAIL for t in trials)
     by_number = {r.number: r for r in records}
     return Report(
@@ -192,10 +201,12 @@ def write_report(
         files,
         records,
         [by_number[t.number] for t in front],
+        baselines.rows,
+        baselines.errors,
     )
 
 
-def _plot(path: Path, plan: Plan, complete, front) -> Path:
+def _plot(path: Path, plan: Plan, complete, front, baselines) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -233,6 +244,14 @@ def _plot(path: Path, plan: Plan, complete, front) -> Path:
         ax.plot(fx, fy, "-o", color="#d1495b", ms=5, lw=1.5, label=f"Pareto front ({len(front)})")
     elif front:
         ax.scatter(*xy(front), s=40, color="#d1495b", label=f"best ({len(front)})")
+    if len(objectives) > 1:  # each baseline that has both plotted metrics, labelled
+        for baseline in baselines:
+            values = baseline["metrics"]
+            if x_obj.metric in values and y_obj.metric in values:
+                x, y = values[x_obj.metric], values[y_obj.metric]
+                ax.scatter([x], [y], marker="*", s=90, color="#2e4057", zorder=3)
+                ax.annotate(baseline["name"], (x, y), textcoords="offset points",
+                            xytext=(5, 4), fontsize=8, color="#2e4057")  # fmt: skip
     ax.set_xlabel(x_label)
     ax.set_ylabel(f"{y_metric.label} ({y_obj.direction})")
     ax.set_title(f"{plan.experiment.name}: {len(complete)} trials")

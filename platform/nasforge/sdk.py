@@ -186,6 +186,36 @@ class Tabular(Protocol):
     def table(self, context: EvalContext) -> Iterable[tuple[Arch, Mapping[str, float]]]: ...
 
 
+@dataclass(frozen=True)
+class Baseline:
+    """A reference method outside the search space, scored on the experiment's own
+    evaluation data: what the front has to beat.
+
+    ``metrics`` holds the estimator's metrics for it (the same names, units and trials as
+    the trials' values) and, where the baseline knows them, cost metrics under the
+    experiment's metric names (``macs_m``, ``params_m``); ``note`` says where it comes from
+    (a pretrained model's name, a recipe).
+    """
+
+    name: str
+    metrics: Mapping[str, float]
+    note: str = ""
+
+
+@runtime_checkable
+class Baselines(Protocol):
+    """An estimator that scores reference methods on its own evaluation: the report shows
+    them beside the Pareto front (``pareto.json``, ``pareto.png``, ``nasforge report``).
+
+    ``baselines(context)`` runs once per run directory, on the driver, with
+    ``context.task`` set and no supernet (``setup`` is not called for it); the core keeps
+    the result in ``baselines.json``. If it raises, the report says so and is written
+    without baselines.
+    """
+
+    def baselines(self, context: EvalContext) -> Sequence[Baseline]: ...
+
+
 class Strategy(Configurable, ABC):
     """A search algorithm: builds the Optuna sampler that proposes archs.
 

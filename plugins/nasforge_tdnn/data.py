@@ -329,6 +329,9 @@ class SyntheticSpeakersTask(SpeakerTask):
         train_speakers: int = Field(40, ge=2, le=400, description="training speakers (classes)")
         eval_speakers: int = Field(20, ge=2, le=400, description="evaluation speakers")
         utterances_per_speaker: int = Field(24, ge=2, le=1000, description="sentences each")
+        eval_utterances_per_speaker: int | None = Field(
+            None, ge=2, le=1000, description="sentences of each eval speaker (default: the same)"
+        )
         sessions_per_speaker: int = Field(
             3, ge=1, description="recording conditions (room, noise colour) per speaker"
         )
@@ -353,6 +356,7 @@ class SyntheticSpeakersTask(SpeakerTask):
             train_speakers=config.train_speakers,
             eval_speakers=config.eval_speakers,
             utterances_per_speaker=config.utterances_per_speaker,
+            eval_utterances_per_speaker=config.eval_utterances_per_speaker,
             sessions_per_speaker=config.sessions_per_speaker,
             seed=config.seed,
             snr_db=config.snr_db,

@@ -5,6 +5,9 @@ training utterances (EfficientTDNN re-estimates on 6,000 samples; ``calibration_
 here). Every evaluation utterance is embedded whole (one forward per utterance length
 group), the trials are scored by the cosine of their enrolment and test embeddings, and
 EER (%) and minDCF (p_target 0.01) are computed from those scores.
+
+Its baselines (:mod:`.baselines`: mean-MFCC cosine scoring and the pretrained GE2E encoder)
+are scored on the same trials and shown beside the front in the run's report.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from nasforge import Estimator, EvalContext, Metric
+from nasforge import Baseline, Estimator, EvalContext, Metric
 from nasforge.nn import bn_recalibrate
 
 from .scoring import cosine_scores, verification_metrics
@@ -60,7 +63,7 @@ def embed_utterances(
 
 class EEREstimator(Estimator):
     """EER [%] and minDCF of a subnet on the task's trial list, batch norm re-estimated per
-    subnet (see the module docstring)."""
+    subnet (see the module docstring); implements :class:`nasforge.Baselines`."""
 
     Options = EEROptions
     requires_supernet = True
@@ -102,3 +105,31 @@ class EEREstimator(Estimator):
         labels, enroll, test = context.cache["trials"]
         scores = cosine_scores(embeddings, enroll, test)
         return verification_metrics(scores, labels, p_target=self.config.p_target)
+
+    def baselines(self, context: EvalContext) -> list[Baseline]:
+        """Mean-MFCC cosine scoring and the pretrained GE2E encoder on the task's trials:
+        EER, minDCF, M MACs and M parameters (per second of audio, as ``hw.macs`` counts
+        a subnet)."""
+        from .baselines import baseline_results
+
+        task = context.task
+        labels, enroll, test = task.trials()
+        notes = {
+            "mean-MFCC cosine": "mean and spread of 20 MFCCs, no training",
+            "GE2E (resemblyzer)": "pretrained on real speech (the weights in the resemblyzer wheel)",
+        }
+        return [
+            Baseline(
+                row["name"],
+                {
+                    "eer": row["eer"],
+                    "min_dcf": row["min_dcf"],
+                    "macs_m": row["macs_per_s"] / 1e6,
+                    "params_m": row["params"] / 1e6,
+                },
+                notes.get(row["name"], ""),
+            )
+            for row in baseline_results(
+                task.eval_waves(), labels, enroll, test, p_target=self.config.p_target
+            )
+        ]

@@ -123,8 +123,8 @@ class SyntheticSpec:
 
     ``train_speakers`` (written under ``dev/``) and ``eval_speakers`` (under ``test/``)
     are disjoint: they speak with disjoint sets of espeak-ng voice variants. Each speaker
-    says ``utterances_per_speaker`` different sentences, spread over
-    ``sessions_per_speaker`` sessions; a session is one recording condition: a simulated
+    says ``utterances_per_speaker`` different sentences (an eval speaker
+    ``eval_utterances_per_speaker``, when given), spread over ``sessions_per_speaker`` sessions; a session is one recording condition: a simulated
     room (with probability ``reverb_prob``, otherwise dry) and a noise colour (white or
     pink), with the SNR drawn per utterance from ``snr_db`` (low, high, in dB). Utterances
     are at most ``max_seconds`` long (most sentences take 2 to 4 s). The trial list holds,
@@ -142,6 +142,13 @@ class SyntheticSpec:
     reverb_prob: float = 0.5
     trials_per_speaker: int = 100
     max_seconds: float = 4.0
+    eval_utterances_per_speaker: int | None = None
+
+    def utterances_of(self, speaker: int) -> int:
+        """How many sentences speaker ``speaker`` says (train speakers come first)."""
+        if speaker >= self.train_speakers and self.eval_utterances_per_speaker is not None:
+            return self.eval_utterances_per_speaker
+        return self.utterances_per_speaker
 
     def __post_init__(self) -> None:
         snr = tuple(float(value) for value in self.snr_db)
@@ -151,26 +158,28 @@ class SyntheticSpec:
             problems.append(f"train_speakers: {self.train_speakers}, need at least 1")
         if self.eval_speakers < 2:
             problems.append(f"eval_speakers: {self.eval_speakers}, need at least 2 (trials)")
-        if self.utterances_per_speaker < 2:
-            problems.append(
-                f"utterances_per_speaker: {self.utterances_per_speaker}, need at least 2"
-            )
-        if not 1 <= self.sessions_per_speaker <= max(self.utterances_per_speaker, 1):
-            problems.append(
-                f"sessions_per_speaker: {self.sessions_per_speaker}, need 1 to "
-                f"utterances_per_speaker ({self.utterances_per_speaker})"
-            )
+        eval_utterances = self.utterances_of(self.train_speakers)
+        for name, count in (
+            ("utterances_per_speaker", self.utterances_per_speaker),
+            ("eval_utterances_per_speaker", eval_utterances),
+        ):
+            if count < 2:
+                problems.append(f"{name}: {count}, need at least 2")
+            elif not 1 <= self.sessions_per_speaker <= count:
+                problems.append(
+                    f"sessions_per_speaker: {self.sessions_per_speaker}, need 1 to {name} ({count})"
+                )
         if self.seed < 0:
             problems.append(f"seed: {self.seed}, need a non-negative integer")
         if len(snr) != 2 or snr[0] > snr[1]:
             problems.append(f"snr_db: {self.snr_db}, need (low, high) with low <= high")
         if not 0.0 <= self.reverb_prob <= 1.0:
             problems.append(f"reverb_prob: {self.reverb_prob}, need 0 to 1")
-        pairs = self.utterances_per_speaker * (self.utterances_per_speaker - 1) // 2
+        pairs = eval_utterances * (eval_utterances - 1) // 2
         if not 1 <= self.trials_per_speaker <= max(pairs, 1):
             problems.append(
                 f"trials_per_speaker: {self.trials_per_speaker}, need 1 to {pairs} (the pairs "
-                f"of {self.utterances_per_speaker} utterances)"
+                f"of an eval speaker's {eval_utterances} utterances)"
             )
         if not 0.5 <= self.max_seconds <= 60:
             problems.append(f"max_seconds: {self.max_seconds}, need 0.5 to 60")
@@ -180,8 +189,11 @@ class SyntheticSpec:
     def key(self) -> str:
         """A short hash of the spec, the generator version and the espeak-ng build: the
         name of the spec's corpus in the cache."""
+        spec = asdict(self)
+        if spec["eval_utterances_per_speaker"] is None:  # keys made before the option stay
+            del spec["eval_utterances_per_speaker"]
         described = {
-            "spec": asdict(self),
+            "spec": spec,
             "generator": GENERATOR_VERSION,
             "espeakng_loader": _espeakng_loader_version(),
         }
@@ -533,7 +545,7 @@ def _write_speaker(folder: Path, spec: SyntheticSpec, speaker: int, voice: Voice
     """Write every utterance of one speaker under ``folder``; returns their seconds."""
     sessions = [draw_session(spec, speaker, s) for s in range(spec.sessions_per_speaker)]
     texts = np.random.default_rng([spec.seed, _UTTERANCE_STREAM, speaker]).choice(
-        SENTENCE_COUNT, size=spec.utterances_per_speaker, replace=False
+        SENTENCE_COUNT, size=spec.utterances_of(speaker), replace=False
     )
     seconds = 0.0
     for utterance, text_index in enumerate(texts):
@@ -573,7 +585,7 @@ def draw_trials(spec: SyntheticSpec) -> list[tuple[int, str, str]]:
     rng = np.random.default_rng([spec.seed, _TRIAL_STREAM])
     first = spec.train_speakers
     speakers = range(first, first + spec.eval_speakers)
-    n_utt, n_trials = spec.utterances_per_speaker, spec.trials_per_speaker
+    n_utt, n_trials = spec.utterances_of(first), spec.trials_per_speaker
     pairs = [(a, b) for a in range(n_utt) for b in range(a + 1, n_utt)]
 
     def path(speaker: int, utterance: int) -> str:

@@ -435,7 +435,8 @@ def test_a_resumed_search_explores_new_archs_instead_of_replaying(tmp_path):
     # a sampler that restarted from generation 0 with the same seed would propose the first
     # run's initial population again, in order; a converging population proposes a few of the
     # first run's archs again by itself (3-6 of 30 on a quiet machine, 11 once under load)
-    in_order = sum(a.user_attrs["key"] == b.user_attrs["key"] for a, b in zip(first[:10], new))
+    pairs = zip(first[:10], new[:10], strict=True)
+    in_order = sum(a.user_attrs["key"] == b.user_attrs["key"] for a, b in pairs)
     assert len(new) == 30 and in_order <= 2 and len(replayed) < 15
     assert max(t.system_attrs["NSGAIISampler:generation"] for t in new) >= 4
 

@@ -403,3 +403,52 @@ def test_a_folder_without_experiment_json_is_not_a_run(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == f"error: {tmp_path}: not a nasforge run directory (no experiment.json)\n"
     assert not (tmp_path / "study.db").exists(), "nothing is created in a non-run folder"
+
+
+# -- baselines beside the front ----------------------------------------------------------
+
+
+def baseline_run(tmp_path: Path, **options) -> Recorder:
+    """Six recorded trials of an experiment whose estimator scores a baseline."""
+    experiment = {
+        **EXPERIMENT,
+        "name": "gnn_baselines",
+        "plugins": ["engine_plugins"],
+        "estimators": [{"name": "testing.table_baselines", "options": options}],
+    }
+    recorder = Recorder(tmp_path / "gnn_baselines", experiment)
+    for _ in range(6):
+        recorder.trial()
+    return recorder
+
+
+def test_an_estimators_baselines_are_measured_once_and_shown_beside_the_front(tmp_path, capsys):
+    from engine_plugins import GCN_CHAIN
+
+    calls = tmp_path / "calls"
+    recorder = baseline_run(tmp_path, calls_file=str(calls))
+    report = write_report(recorder.run_dir)
+    expected = recorder.metrics(GCN_CHAIN)  # the same tables, looked up by the test
+    (baseline,) = report.baselines
+    assert baseline["name"] == "GCN x4" and baseline["estimator"] == "testing.table_baselines"
+    assert baseline["metrics"] == pytest.approx(expected)
+    assert json.loads((recorder.run_dir / "pareto.json").read_text())["baselines"] == [baseline]
+    assert report.warnings == [] and (recorder.run_dir / "pareto.png").exists()
+    # kept in the run directory: a later report (the CLI's) does not measure again
+    assert main(["report", str(recorder.run_dir)]) == 0
+    assert "baseline GCN x4: valid_acc" in capsys.readouterr().out
+    assert len(calls.read_text().splitlines()) == 1
+
+
+def test_a_failing_baseline_is_a_warning_and_the_report_is_still_written(tmp_path, capsys):
+    recorder = baseline_run(tmp_path, fail=True)
+    report = write_report(recorder.run_dir)
+    assert report.baselines == [] and report.complete == 6
+    assert report.warnings == [
+        "estimator 'testing.table_baselines': baselines failed: "
+        "RuntimeError: injected baseline failure"
+    ]
+    assert "baselines" not in json.loads((recorder.run_dir / "pareto.json").read_text())
+    assert not (recorder.run_dir / "baselines.json").exists()  # the next report tries again
+    assert main(["report", str(recorder.run_dir)]) == 0
+    assert "warning: estimator 'testing.table_baselines'" in capsys.readouterr().out

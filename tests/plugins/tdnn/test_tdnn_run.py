@@ -34,3 +34,8 @@ def test_a_tiny_speaker_search_trains_searches_and_reports(run_experiment):
         assert 0 <= trial.metrics["eer"] <= 100 and trial.metrics["min_dcf"] >= 0
         assert trial.metrics["macs_m"] > 0 and trial.metrics["latency_ms"] > 0
     assert result.front and (result.run_dir / "pareto.csv").exists()
+    # the baselines beside the front, scored on the same trials, in the report
+    baselines = {b["name"]: b["metrics"] for b in result.report.baselines}
+    assert list(baselines) == ["mean-MFCC cosine", "GE2E (resemblyzer)"]
+    assert all(0 <= b["eer"] <= 100 and b["macs_m"] > 0 for b in baselines.values())
+    assert baselines["GE2E (resemblyzer)"]["params_m"] == 1.423616
