@@ -9,9 +9,10 @@ experiment (``examples/tdnn_speakers.yaml``), on the run's own trial list:
 3. **Best subnet vs the baselines** (target: beats both) and **some subnet under a quarter
    of the largest subnet's MACs beating mean-MFCC**.
 
-The largest arch against the same arch trained alone with the same budget is
-``nasforge fidelity RUN_DIR --archs 2`` (largest and smallest, ``tdnn.progressive``'s
-standalone recipe: the phases' epochs, one arch).
+4. **The largest subnet against the same arch trained alone** with the same budget (target:
+   within 10%, relative): read from ``RUN_DIR/fidelity.json`` when ``nasforge fidelity
+   RUN_DIR --archs 2`` has run (largest and smallest, ``tdnn.progressive``'s standalone
+   recipe: the phases' epochs, one arch).
 
 Prints a table and writes ``RUN_DIR/bench_tdnn_speakers.json``.
 
@@ -66,6 +67,22 @@ def main() -> None:
         print(
             f"{'front trial ' + str(p['trial']):<28} {p['eer']:>7.2f} {'':>7} {p['macs_m']:>11.1f}"
         )
+    fidelity = args.run_dir / "fidelity.json"
+    if fidelity.exists():
+        rows = {r["why"]: r for r in json.loads(fidelity.read_text())["rows"]}
+        summary["alone"] = {
+            why: {
+                "shared_eer": row["shared_eer"],
+                "alone_eer": row["alone_eer"],
+                "relative": row["shared_eer"] / row["alone_eer"] - 1,
+                "epochs": row["epochs"],
+            }
+            for why, row in rows.items()
+        }
+        if "largest" in summary["alone"]:
+            summary["largest_within_10pct_of_alone"] = (
+                summary["alone"]["largest"]["relative"] <= 0.10
+            )
     print(json.dumps({k: v for k, v in summary.items() if k != "front"}, indent=2, default=str))
     (args.run_dir / "bench_tdnn_speakers.json").write_text(json.dumps(summary, indent=2))
 

@@ -244,14 +244,23 @@ def _plot(path: Path, plan: Plan, complete, front, baselines) -> Path:
         ax.plot(fx, fy, "-o", color="#d1495b", ms=5, lw=1.5, label=f"Pareto front ({len(front)})")
     elif front:
         ax.scatter(*xy(front), s=40, color="#d1495b", label=f"best ({len(front)})")
-    if len(objectives) > 1:  # each baseline that has both plotted metrics, labelled
+    shown = []  # each baseline that has both plotted metrics
+    if len(objectives) > 1:
         for baseline in baselines:
             values = baseline["metrics"]
             if x_obj.metric in values and y_obj.metric in values:
-                x, y = values[x_obj.metric], values[y_obj.metric]
-                ax.scatter([x], [y], marker="*", s=90, color="#2e4057", zorder=3)
-                ax.annotate(baseline["name"], (x, y), textcoords="offset points",
-                            xytext=(5, 4), fontsize=8, color="#2e4057")  # fmt: skip
+                shown.append((baseline["name"], values[x_obj.metric], values[y_obj.metric]))
+                ax.scatter([shown[-1][1]], [shown[-1][2]], marker="*", s=90, color="#2e4057",
+                           zorder=3, label="baseline" if len(shown) == 1 else None)  # fmt: skip
+        xs = [x for x in xy(complete)[0]] + [x for _, x, _ in shown]
+        if min(xs) > 0 and max(xs) / min(xs) >= 30:  # costs over decades: a log axis
+            ax.set_xscale("log")
+    left, right = ax.get_xlim()
+    for name, x, y in shown:  # labels point inwards so none runs off the figure
+        inwards = (x - left) / (right - left) > 0.6 if ax.get_xscale() == "linear" else (
+            np.log(x / left) / np.log(right / left) > 0.6)  # fmt: skip
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(-6 if inwards else 6, 5),
+                    ha="right" if inwards else "left", fontsize=8, color="#2e4057")  # fmt: skip
     ax.set_xlabel(x_label)
     ax.set_ylabel(f"{y_metric.label} ({y_obj.direction})")
     ax.set_title(f"{plan.experiment.name}: {len(complete)} trials")

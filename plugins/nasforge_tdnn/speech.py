@@ -36,7 +36,7 @@ import soundfile
 
 SAMPLE_RATE = 16000
 #: bump when the audio made from a spec changes: cached corpora of older versions are not reused
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 #: espeak-ng's English voices (``lang/gmw/en*`` in its data): the accents a speaker can have
 ENGLISH_VOICES = (
     "en",
@@ -223,7 +223,10 @@ class Espeak:
     the library is loaded from a private copy (no other user in the process shares it),
     initialised for one utterance and unloaded (``dlclose``) after it: about 1 ms. The
     random noise of some variants is seeded per utterance, espeak-ng's own generator and
-    the C library's ``rand`` (which the "speechPlayer" variants read). Audio is
+    the C library's ``rand`` (which the "speechPlayer" variants read). ``rand`` is shared
+    by the whole process: another thread drawing from it while such a variant speaks (gRPC's
+    in a Ray worker) changes the audio, so :func:`make_corpus` renders in processes of its
+    own. Audio is
     16-bit mono at :attr:`sample_rate` (22,050 Hz for espeak-ng's own voices), returned by
     ``espeak_Initialize``. Calls are serialised by a lock.
     """
@@ -564,16 +567,16 @@ def _write_speaker(folder: Path, spec: SyntheticSpec, speaker: int, voice: Voice
 def _write_speakers(
     partial: Path, spec: SyntheticSpec, voices: list[Voice], workers: int
 ) -> list[float]:
-    """Write every speaker (train ones under ``dev``, eval ones under ``test``), in
-    ``workers`` processes when above 1; returns each speaker's seconds of audio."""
+    """Write every speaker (train ones under ``dev``, eval ones under ``test``) in
+    ``workers`` spawned processes (at least one: never in the calling process, whose other
+    threads may draw from the C library's ``rand``, see :class:`Espeak`); returns each
+    speaker's seconds of audio."""
     jobs = [
         (partial / ("dev" if index < spec.train_speakers else "test"), spec, index, voice)
         for index, voice in enumerate(voices)
     ]
-    if workers <= 1:
-        return [_write_speaker(*job) for job in jobs]
     context = multiprocessing.get_context("spawn")  # fresh processes: no forked threads
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with concurrent.futures.ProcessPoolExecutor(max(1, workers), mp_context=context) as pool:
         return list(pool.map(_write_speaker, *zip(*jobs, strict=True)))
 
 
@@ -615,10 +618,11 @@ def make_corpus(root: str | Path, spec: SyntheticSpec, *, workers: int = 1) -> P
     (``label enroll test``, paths relative to ``root/test``) and ``root/corpus.json`` (the
     spec, the speakers' voices, the total duration). 16-bit mono WAV at 16 kHz. The corpus
     is built in a hidden sibling folder and renamed to ``root`` when complete, so an
-    interrupted run never leaves a corpus that looks finished. With ``workers`` above 1 the
-    speakers are rendered in that many spawned processes (the bytes do not change; as with
-    any spawning, a calling script must guard its entry point with
-    ``if __name__ == "__main__"``); the default corpus takes about 30 s in one.
+    interrupted run never leaves a corpus that looks finished. The speakers are rendered in
+    ``workers`` spawned processes (at least one; the bytes do not depend on how many, nor
+    on what else the calling process runs; as with any spawning, a calling script must
+    guard its entry point with ``if __name__ == "__main__"``); the default corpus takes
+    about 30 s in one.
     """
     root = Path(root).expanduser().absolute()
     if root.exists() and (not root.is_dir() or any(root.iterdir())):

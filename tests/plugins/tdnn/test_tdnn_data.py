@@ -8,8 +8,10 @@ Audio files are written into ``tmp_path`` with soundfile; the synthetic corpora 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import threading
 from pathlib import Path
 
 import librosa
@@ -179,6 +181,26 @@ def test_corpus_is_deterministic_for_a_seed(tiny_corpus, tmp_path):
     first, second = tree_bytes(tiny_corpus), tree_bytes(other)
     audio = [name for name in first if name.endswith(".wav")]
     assert all(first[name] != second.get(name) for name in audio)
+
+
+def test_corpus_does_not_depend_on_other_threads_of_the_process(tiny_corpus, tmp_path):
+    """The speechPlayer variants read the C library's ``rand``, which every thread of a
+    process shares (gRPC's in a Ray worker draw from it): a corpus made while another thread
+    draws from it all the time is still the same, byte for byte."""
+    libc, stop = ctypes.CDLL(None), threading.Event()
+
+    def draw() -> None:
+        while not stop.is_set():
+            libc.rand()
+
+    thread = threading.Thread(target=draw, daemon=True)
+    thread.start()
+    try:
+        again = make_corpus(tmp_path / "again", TINY_SPEC, workers=1)
+    finally:
+        stop.set()
+        thread.join()
+    assert tree_bytes(again) == tree_bytes(tiny_corpus)
 
 
 def test_corpus_layout_and_disjoint_speakers(tiny_corpus):

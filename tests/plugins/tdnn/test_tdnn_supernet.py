@@ -89,6 +89,8 @@ def test_the_default_phases_make_kernel_depth_then_width_elastic():
     assert sum(p.epochs for p in phases) == 12 and phases[0].sample == {}
     assert phases[3].sample["width"] == [128, 192, 256]  # ratios 0.5 - 1
     assert phases[4].sample["width"] == [64, 88, 128, 192, 256]  # then down to 0.25
+    assert [p.lr for p in default_phases(space, 12, lr=0.002)] == [None] * 4 + [0.0005]
+    assert [p.lr for p in ProgressiveTrainer(epochs=12, lr=0.004).phases(space)][-1] == 0.001
     trainer = ProgressiveTrainer(phases=[{"name": "w", "epochs": 1, "sample": {"width": [100]}}])
     with pytest.raises(ValueError, match=r"phases.w.sample.width: \[100\]"):
         trainer.check_space(space)
