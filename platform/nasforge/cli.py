@@ -144,7 +144,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    _report(Path(args.run_dir))
+    target = Path(args.target)
+    if target.is_file():  # an experiment: its study wherever it lives, the report into --out
+        from .report import report_experiment
+
+        plan = _plan(args.target)
+        _print_report(report_experiment(plan, Path(args.out or plan.experiment.resolved_run_dir)))
+        return 0
+    if args.out:
+        raise NasforgeError(
+            "--out: only with an experiment file (a run directory reports into itself)"
+        )
+    _report(target)
     return 0
 
 
@@ -364,7 +375,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from .engine.storage import mask_url
 
     _quiet_job_sdk(args)
-    job_id = jobs.submit(args.experiment, args.address, args.working_dir)
+    job_id = jobs.submit(args.experiment, args.address, args.working_dir, scratch=args.scratch)
     print(f"submitted {job_id} to {jobs.resolve_address(args.address)}")
     passed = jobs.job_env()
     if "NASFORGE_STORAGE" in passed:
@@ -373,6 +384,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print("  PGPASSWORD passed on to the job")
     where = f" --address {args.address}" if args.address else ""
     print(f"  follow it:   nasforge jobs logs {job_id} --follow{where}")
+    if not args.scratch:
+        print(f"  results:     nasforge report {args.experiment} (from the shared study)")
     print(f"  stop it:     nasforge jobs stop {job_id}{where}", flush=True)
     if args.follow:
         return _follow(job_id, args.address)
@@ -484,8 +497,19 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--run-dir")
     p = add("validate", cmd_validate, "check an experiment file without running it")
     p.add_argument("experiment")
-    p = add("report", cmd_report, "write trials.csv, pareto.csv/json/png of a run")
-    p.add_argument("run_dir")
+    p = add(
+        "report",
+        cmd_report,
+        "write trials.csv, pareto.csv/json/png of a run, or of an experiment's shared study "
+        "(a cluster run's, from a laptop)",
+    )
+    p.add_argument(
+        "target",
+        metavar="RUN_DIR|EXPERIMENT",
+        help="a run directory, or an experiment file: its study wherever it lives "
+        "(NASFORGE_STORAGE, search.storage), reported into --out",
+    )
+    p.add_argument("--out", help="with an experiment: where to write (default: its run_dir)")
     p = add(
         "fidelity",
         cmd_fidelity,
@@ -619,6 +643,12 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
     p.add_argument("experiment", help="experiment YAML file, inside the working directory")
     p.add_argument("--address", help=address_help)
     p.add_argument("--working-dir", default=".", help="directory to upload (default: cwd)")
+    p.add_argument(
+        "--scratch",
+        action="store_true",
+        help="a throw-away run: allow a study or run directory inside the job's working "
+        "directory, which Ray deletes with the job",
+    )
     wait = p.add_mutually_exclusive_group()
     wait.add_argument("--follow", action="store_true", help="print the job's output until it ends")
     wait.add_argument("--no-wait", action="store_true", help="return once submitted")

@@ -6,7 +6,8 @@ lines of its ``.nasforgeignore`` (gitignore syntax; Ray itself also honours ``.g
 and ``.rayignore``) — and the entrypoint ``nasforge run EXP.yaml``, which runs on the
 cluster inside the unpacked copy. That copy is on the job's ``PYTHONPATH``, so plugin
 modules beside the experiment travel with it; ``nasforge`` must be installed on the
-cluster.
+cluster. Ray deletes the copy with the job, so :func:`submit` refuses an experiment whose
+results would be written inside it (:func:`lost_results`) unless the run is ``scratch``.
 
 The job server's address is ``--address``, else ``RAY_API_SERVER_ADDRESS`` or
 ``RAY_ADDRESS`` when it is an ``http(s)://`` URL, else ``http://127.0.0.1:8265``.
@@ -35,6 +36,8 @@ from .errors import NasforgeError
 
 if TYPE_CHECKING:
     from ray.job_submission import JobDetails, JobSubmissionClient
+
+    from .plan import Plan
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 #: never uploaded: run directories, virtual environments, caches, version control
@@ -173,14 +176,50 @@ def job_env() -> dict[str, str]:
     return {k: os.environ[k] for k in JOB_ENV_VARS if os.environ.get(k)}
 
 
+def lost_results(plan: Plan) -> str | None:
+    """What a job of ``plan`` would lose with its working directory, or ``None``.
+
+    The job runs in a copy of the working directory that Ray deletes when the job ends: a
+    study that is a file at a relative path (the SQLite default in ``runs/<name>``, a
+    relative journal or SQLite path) goes with it, and so does a relative run directory,
+    which matters when the experiment trains a supernet (its weights live only there; a
+    search alone can be reported again from a shared study, ``nasforge report EXP.yaml``).
+    ``NASFORGE_STORAGE`` set here is what the job gets (:func:`job_env`).
+    """
+    from .engine.storage import mask_url, storage_file
+
+    experiment = plan.experiment
+    run_dir = experiment.resolved_run_dir
+    url = os.environ.get("NASFORGE_STORAGE") or experiment.search.storage
+    study = run_dir / "study.db" if url is None else storage_file(url, run_dir)
+    if study is not None and not study.is_absolute():
+        what = "SQLite" if url is None or url.startswith("sqlite") else mask_url(url)
+        return (
+            f"the study would be {what} at {study}, inside the job's working directory, which "
+            "Ray deletes when the job ends: set NASFORGE_STORAGE to a database the cluster "
+            "shares (PostgreSQL), or pass --scratch for a throw-away run"
+        )
+    if experiment.train is not None and not run_dir.is_absolute():
+        return (
+            f"the run directory {run_dir} is inside the job's working directory, which Ray "
+            "deletes when the job ends, and the trained supernet would go with it: set "
+            "run_dir to a path every node shares, or pass --scratch for a throw-away run"
+        )
+    return None
+
+
 def submit(
     experiment: str | Path,
     address: str | None = None,
     working_dir: str | Path = ".",
     excludes: Sequence[str] = (),
+    *,
+    scratch: bool = False,
 ) -> str:
     """Validate ``experiment``, upload ``working_dir`` and start ``nasforge run`` on the
-    cluster; returns the submission id. ``excludes`` adds to :func:`excludes_for`."""
+    cluster; returns the submission id. ``excludes`` adds to :func:`excludes_for`; an
+    experiment that would lose its results with the job (:func:`lost_results`) is refused
+    unless ``scratch``."""
     from .plan import load_plan
 
     root = Path(working_dir).resolve()
@@ -207,6 +246,8 @@ def submit(
     for pattern in patterns:
         if PathSpec.from_lines("gitwildmatch", [pattern]).match_file(relative.as_posix()):
             raise JobError(f"{experiment}: excluded from the upload by '{pattern}'")
+    if not scratch and (problem := lost_results(plan)):
+        raise JobError(f"{experiment}: {problem}")
     runtime_env: dict = {"working_dir": str(root), "excludes": patterns}
     if env := job_env():
         runtime_env["env_vars"] = env

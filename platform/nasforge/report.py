@@ -97,6 +97,34 @@ def load_run(run_dir: Path) -> tuple[Plan, optuna.Study]:
     return plan, study
 
 
+def report_experiment(plan: Plan, out_dir: str | Path) -> Report:
+    """Rebuild an experiment's report from its study wherever it lives (``NASFORGE_STORAGE``
+    or ``search.storage``: the database a cluster run wrote to) into ``out_dir``, with the
+    experiment as ``experiment.json`` so ``nasforge report OUT_DIR`` works there later: how
+    a laptop gets the results of a cluster run.
+
+    A study in the run directory itself (the SQLite default, a relative journal) cannot be
+    reached from elsewhere: that is a :class:`StudyError` naming the fix.
+    """
+    from .engine.storage import storage_file, storage_url
+    from .engine.weights import save_json_atomic
+
+    out_dir = Path(out_dir)
+    url = storage_url(plan.experiment.search.storage, out_dir)
+    path = storage_file(url, out_dir)
+    if path is not None and not path.exists():
+        raise StudyError(
+            f"experiment '{plan.experiment.name}': its study is a file in the run directory "
+            f"({url}), not a shared database, and there is none here: report the run "
+            "directory itself (nasforge report RUN_DIR), or set NASFORGE_STORAGE to the "
+            "database the run used"
+        )
+    study, _ = open_study(plan, out_dir, create=False)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_json_atomic(plan.to_json(), out_dir / "experiment.json")
+    return write_report(out_dir, plan=plan, study=study)
+
+
 def _feasible(trial: optuna.trial.FrozenTrial) -> bool:
     return all(c <= 0 for c in trial.constraints.values())
 

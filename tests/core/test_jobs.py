@@ -150,9 +150,13 @@ def client_env(head: Head, **extra: str) -> dict[str, str]:
     return env
 
 
-def write_experiment(path: Path, name: str, n_trials: int, delay_s: float = 0.0) -> None:
+def write_experiment(
+    path: Path, name: str, n_trials: int, delay_s: float = 0.0, run_dir: Path | None = None
+) -> None:
     exp = yaml.safe_load(EXAMPLE.read_text())
     exp["name"] = name
+    if run_dir is not None:
+        exp["run_dir"] = str(run_dir)
     exp["plugins"] = ["engine_plugins", "travel_check"]
     exp["estimators"] = [{"name": "testing.table", "options": {"delay_s": delay_s}}]
     exp["search"] = {"strategy": "random", "n_trials": n_trials, "seed": 0, "concurrency": 1,
@@ -199,6 +203,46 @@ def test_a_missing_experiment_or_one_that_would_not_travel_is_refused(tmp_path, 
     ]
 
 
+def test_a_run_that_would_lose_its_results_with_the_job_is_refused(tmp_path, capsys, monkeypatch):
+    """Ray deletes the job's copy of the working directory when the job ends: a study or a
+    trained supernet written there is refused in one line naming the fix, unless --scratch."""
+    monkeypatch.delenv("NASFORGE_STORAGE", raising=False)
+    shutil.copy(EXAMPLE, tmp_path / "exp.yaml")
+
+    def refusal(*flags: str) -> list[str]:
+        code = main(["submit", str(tmp_path / "exp.yaml"), "--address", NOWHERE,
+                     "--working-dir", str(tmp_path), *flags])  # fmt: skip
+        assert code == 2
+        return capsys.readouterr().err.splitlines()
+
+    assert refusal() == [
+        f"error: {tmp_path / 'exp.yaml'}: the study would be SQLite at "
+        "runs/gnn_nasbench_cora/study.db, inside the job's working directory, which Ray "
+        "deletes when the job ends: set NASFORGE_STORAGE to a database the cluster shares "
+        "(PostgreSQL), or pass --scratch for a throw-away run"
+    ]
+    monkeypatch.setenv("NASFORGE_STORAGE", "journal:study.log")  # relative: in the run dir
+    assert (
+        "the study would be journal:study.log at runs/gnn_nasbench_cora/study.log" in (refusal()[0])
+    )
+    # past the check (a throw-away run, or a shared study): the job server is contacted
+    assert "cannot reach" in refusal("--scratch")[0]
+    monkeypatch.setenv("NASFORGE_STORAGE", f"journal:{tmp_path / 'shared' / 'study.log'}")
+    assert "cannot reach" in refusal()[0]
+    # a trained supernet lives in the run directory: a relative one is refused too
+    cnn = yaml.safe_load((EXAMPLE.parent / "cnn_digits.yaml").read_text())
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(cnn))
+    assert refusal() == [
+        f"error: {tmp_path / 'exp.yaml'}: the run directory runs/{cnn['name']} is inside the "
+        "job's working directory, which Ray deletes when the job ends, and the trained "
+        "supernet would go with it: set run_dir to a path every node shares, or pass "
+        "--scratch for a throw-away run"
+    ]
+    cnn["run_dir"] = str(tmp_path / "shared" / "cnn")
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(cnn))
+    assert "cannot reach" in refusal()[0]
+
+
 def test_the_address_comes_from_the_flag_then_the_environment(monkeypatch):
     monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")  # a GCS address, not a job server
@@ -240,17 +284,20 @@ def workdir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def submitted(head, workdir, tmp_path_factory):
-    """`nasforge submit exp.yaml --follow`, the study stored where NASFORGE_STORAGE says."""
+    """`nasforge submit exp.yaml --follow`, the study stored where NASFORGE_STORAGE says
+    and the run directory on a path the cluster shares (this machine's)."""
     journal = tmp_path_factory.mktemp("storage") / "study.log"
+    shared = tmp_path_factory.mktemp("shared") / "submitted"
+    write_experiment(workdir / "exp.yaml", "submitted", n_trials=6, run_dir=shared)
     env = client_env(head, NASFORGE_STORAGE=f"journal:{journal}")
     result = nasforge("submit", "exp.yaml", "--address", head.url, "--follow", cwd=workdir, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     job_id = result.stdout.split()[1]
-    return job_id, result, journal
+    return job_id, result, journal, shared
 
 
 def test_submit_prints_the_id_and_follows_the_job_to_success(head, submitted):
-    job_id, result, journal = submitted
+    job_id, result, journal, _ = submitted
     lines = result.stdout.splitlines()
     assert lines[0] == f"submitted {job_id} to {head.url}"
     assert job_id.startswith("raysubmit_")
@@ -262,8 +309,26 @@ def test_submit_prints_the_id_and_follows_the_job_to_success(head, submitted):
     assert journal.stat().st_size > 0  # NASFORGE_STORAGE reached the job
 
 
+def test_the_report_of_the_experiment_rebuilds_the_jobs_front_here(
+    head, submitted, workdir, tmp_path
+):
+    """`nasforge report exp.yaml` on the submitting side: the job's shared study, reported into
+    a local folder, gives the job's own pareto.csv (written to the shared run directory)."""
+    _, result, journal, shared = submitted
+    assert "  results:     nasforge report exp.yaml (from the shared study)" in result.stdout
+    env = client_env(head, NASFORGE_STORAGE=f"journal:{journal}")
+    local = tmp_path / "here"
+    report = nasforge("report", "exp.yaml", "--out", str(local), cwd=workdir, env=env)
+    assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
+    assert report.stdout.startswith("report: 6 complete / 6 trials")
+    assert (local / "pareto.csv").read_bytes() == (shared / "pareto.csv").read_bytes()
+    assert (local / "trials.csv").exists() and (local / "pareto.png").exists()
+    again = nasforge("report", str(local), cwd=workdir, env=env)  # now a run directory here
+    assert again.returncode == 0, again.stderr
+
+
 def test_only_the_project_travels(submitted):
-    _, result, _ = submitted
+    _, result, _, _ = submitted
     line = next(x for x in result.stdout.splitlines() if x.startswith("travelled: "))
     travelled = set(line.split()[1:])
     assert {"exp.yaml", "engine_plugins.py", "travel_check.py", "data/keep.txt"} <= travelled
@@ -271,7 +336,7 @@ def test_only_the_project_travels(submitted):
 
 
 def test_jobs_status_logs_and_list(head, submitted, workdir):
-    job_id, _, _ = submitted
+    job_id, _, _, _ = submitted
     env = client_env(head, RAY_API_SERVER_ADDRESS=head.url)  # the address from the environment
     status = nasforge("jobs", "status", job_id, cwd=workdir, env=env)
     assert status.returncode == 0, status.stderr
@@ -291,7 +356,8 @@ def test_jobs_status_logs_and_list(head, submitted, workdir):
 
 def test_jobs_stop_ends_a_long_job(head, workdir, submitted):
     env = client_env(head)
-    result = nasforge("submit", "long.yaml", "--address", head.url, cwd=workdir, env=env)
+    result = nasforge("submit", "long.yaml", "--scratch", "--address", head.url, cwd=workdir,
+                      env=env)  # fmt: skip
     assert result.returncode == 0, result.stderr
     job_id = result.stdout.split()[1]
     assert result.stdout.splitlines()[-1] == f"job {job_id}: RUNNING"  # waited for it to start
@@ -305,7 +371,7 @@ def test_a_job_that_fails_on_the_cluster_says_why(head, tmp_path):
     # engine_plugins imports here (PYTHONPATH) but was not put in the working directory
     write_experiment(tmp_path / "exp.yaml", "stranded", n_trials=6)
     (tmp_path / "travel_check.py").write_text(TRAVEL_CHECK)
-    result = nasforge("submit", "exp.yaml", "--address", head.url, "--follow",
+    result = nasforge("submit", "exp.yaml", "--scratch", "--address", head.url, "--follow",
                       cwd=tmp_path, env=client_env(head))  # fmt: skip
     assert result.returncode == 1
     assert "cannot import plugin module 'engine_plugins'" in result.stdout  # the job's output

@@ -363,6 +363,25 @@ def test_cli_report_writes_the_files_and_prints_their_paths(run, capsys):
         assert (run.run_dir / name).is_file()
 
 
+def test_cli_report_of_an_experiment_reads_its_study_where_it_lives(run, report, tmp_path, capsys):
+    """`nasforge report EXP.yaml`: the experiment's study wherever its storage says, the
+    report into --out (a laptop's copy of a cluster run); a study that is a file in a run
+    directory that is not here is one line naming the fix."""
+    experiment = {**EXPERIMENT, "run_dir": str(tmp_path / "elsewhere")}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(experiment))
+    assert main(["report", str(tmp_path / "exp.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "its study is a file in the run directory" in err and "NASFORGE_STORAGE" in err
+    assert not (tmp_path / "elsewhere").exists()  # nothing half-written
+    experiment["search"] = {**EXPERIMENT["search"], "storage": f"sqlite:///{run.run_dir}/study.db"}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(experiment))
+    assert main(["report", str(tmp_path / "exp.yaml"), "--out", str(tmp_path / "here")]) == 0
+    assert capsys.readouterr().out.startswith(f"report: {report.complete} complete")
+    here = tmp_path / "here"
+    assert (here / "pareto.csv").read_bytes() == (run.run_dir / "pareto.csv").read_bytes()
+    assert json.loads((here / "experiment.json").read_text())["name"] == EXPERIMENT["name"]
+
+
 def test_cli_export_writes_the_trials_arch_and_metrics(run, capsys):
     trial = run.front()[0]
     assert main(["export", str(run.run_dir), "--trial", str(trial.number)]) == 0

@@ -96,17 +96,28 @@ def _wait_s() -> float:
         raise StudyError(f"NASFORGE_STORAGE_WAIT_S: expected seconds, got {raw!r}") from None
 
 
+def storage_file(url: str, run_dir: Path) -> Path | None:
+    """The file a storage lives in: a SQLite database or a journal (a relative journal path
+    is taken inside the run directory, a relative SQLite path in the working directory);
+    ``None`` for a database server."""
+    if url.startswith("journal:"):
+        path = Path(url[len("journal:") :])
+        return path if path.is_absolute() else run_dir / path
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///") :])
+    return None
+
+
 def _open(url: str, run_dir: Path) -> BaseStorage:
     try:
         if url.startswith("journal:"):
             from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-            path = Path(url[len("journal:") :])
-            path = path if path.is_absolute() else run_dir / path
+            path = storage_file(url, run_dir)
             path.parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(str(path)))
         if url.startswith("sqlite:///"):
-            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+            storage_file(url, run_dir).parent.mkdir(parents=True, exist_ok=True)
             storage = optuna.storages.RDBStorage(url)
             _fast_sqlite(storage)
             return storage
