@@ -377,6 +377,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(f"  study storage {mask_url(passed['NASFORGE_STORAGE'])} (NASFORGE_STORAGE)")
     if "PGPASSWORD" in passed:
         print("  PGPASSWORD passed on to the job")
+    if "NASFORGE_RUN_ROOT" in passed:
+        print(f"  run directories under {passed['NASFORGE_RUN_ROOT']} (NASFORGE_RUN_ROOT)")
     where = f" --address {args.address}" if args.address else ""
     print(f"  follow it:   nasforge jobs logs {job_id} --follow{where}")
     if not args.scratch:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import operator
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -211,8 +212,17 @@ class Experiment(_Model):
 
     @property
     def resolved_run_dir(self) -> Path:
-        """``run_dir`` if set, else ``runs/<name>`` (relative to the working directory)."""
-        return Path(self.run_dir) if self.run_dir else Path("runs") / self.name
+        """``run_dir`` if set, else ``$NASFORGE_RUN_ROOT/<name>`` when that is set (a cluster's
+        shared folder for every run), else ``runs/<name>`` (relative to the working
+        directory)."""
+        if self.run_dir:
+            return Path(self.run_dir)
+        root = os.environ.get(RUN_ROOT_ENV)
+        return Path(root).expanduser() / self.name if root else Path("runs") / self.name
+
+
+#: the environment variable naming the folder runs go to when an experiment sets no run_dir
+RUN_ROOT_ENV = "NASFORGE_RUN_ROOT"
 
 
 # -- constraints -------------------------------------------------------------------------

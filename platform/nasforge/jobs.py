@@ -167,8 +167,9 @@ def excludes_for(working_dir: Path) -> list[str]:
     return patterns
 
 
-#: the submitter's environment variables the job gets, when set: where the study lives
-JOB_ENV_VARS = ("NASFORGE_STORAGE", "PGPASSWORD")
+#: the submitter's environment variables the job gets, when set: where the study and the
+#: run directories live
+JOB_ENV_VARS = ("NASFORGE_STORAGE", "PGPASSWORD", "NASFORGE_RUN_ROOT")
 
 
 def job_env() -> dict[str, str]:
@@ -184,7 +185,8 @@ def lost_results(plan: Plan) -> str | None:
     relative journal or SQLite path) goes with it, and so does a relative run directory,
     which matters when the experiment trains a supernet (its weights live only there; a
     search alone can be reported again from a shared study, ``nasforge report EXP.yaml``).
-    ``NASFORGE_STORAGE`` set here is what the job gets (:func:`job_env`).
+    ``NASFORGE_STORAGE`` and ``NASFORGE_RUN_ROOT`` set here are what the job gets
+    (:func:`job_env`).
     """
     from .engine.storage import mask_url, storage_file
 
@@ -203,7 +205,8 @@ def lost_results(plan: Plan) -> str | None:
         return (
             f"the run directory {run_dir} is inside the job's working directory, which Ray "
             "deletes when the job ends, and the trained supernet would go with it: set "
-            "run_dir to a path every node shares, or pass --scratch for a throw-away run"
+            "run_dir (or NASFORGE_RUN_ROOT) to a path every node shares, or pass --scratch "
+            "for a throw-away run"
         )
     return None
 

@@ -220,6 +220,16 @@ def test_the_example_resolves_to_a_plan():
     assert plan.experiment.resolved_run_dir == Path("runs") / "gnn_nasbench_cora"
 
 
+def test_the_run_directory_is_run_dir_else_under_nasforge_run_root_else_runs(monkeypatch):
+    monkeypatch.delenv("NASFORGE_RUN_ROOT", raising=False)
+    experiment = load_plan(EXAMPLE).experiment
+    assert experiment.resolved_run_dir == Path("runs") / "gnn_nasbench_cora"
+    monkeypatch.setenv("NASFORGE_RUN_ROOT", "/shared/runs")  # a cluster's shared folder
+    assert experiment.resolved_run_dir == Path("/shared/runs/gnn_nasbench_cora")
+    pinned = experiment.model_copy(update={"run_dir": "/data/cora"})
+    assert pinned.resolved_run_dir == Path("/data/cora")  # the experiment's own choice wins
+
+
 def test_defaults_of_optional_search_fields(tmp_path):
     data = edited(("search", {"n_trials": 5}))
     search = load_experiment(write(tmp_path, data)).search

@@ -235,9 +235,12 @@ def test_a_run_that_would_lose_its_results_with_the_job_is_refused(tmp_path, cap
     assert refusal() == [
         f"error: {tmp_path / 'exp.yaml'}: the run directory runs/{cnn['name']} is inside the "
         "job's working directory, which Ray deletes when the job ends, and the trained "
-        "supernet would go with it: set run_dir to a path every node shares, or pass "
-        "--scratch for a throw-away run"
+        "supernet would go with it: set run_dir (or NASFORGE_RUN_ROOT) to a path every node "
+        "shares, or pass --scratch for a throw-away run"
     ]
+    monkeypatch.setenv("NASFORGE_RUN_ROOT", str(tmp_path / "shared"))  # every run there
+    assert "cannot reach" in refusal()[0]
+    monkeypatch.delenv("NASFORGE_RUN_ROOT")
     cnn["run_dir"] = str(tmp_path / "shared" / "cnn")
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(cnn))
     assert "cannot reach" in refusal()[0]
