@@ -188,12 +188,12 @@ def lost_results(plan: Plan) -> str | None:
     ``NASFORGE_STORAGE`` and ``NASFORGE_RUN_ROOT`` set here are what the job gets
     (:func:`job_env`).
     """
-    from .engine.storage import mask_url, storage_file
+    from .engine.storage import STUDY_FILE, mask_url, requested_storage, storage_file
 
     experiment = plan.experiment
     run_dir = experiment.resolved_run_dir
-    url = os.environ.get("NASFORGE_STORAGE") or experiment.search.storage
-    study = run_dir / "study.db" if url is None else storage_file(url, run_dir)
+    url = requested_storage(experiment.search.storage)
+    study = run_dir / STUDY_FILE if url is None else storage_file(url, run_dir)
     if study is not None and not study.is_absolute():
         what = "SQLite" if url is None or url.startswith("sqlite") else mask_url(url)
         return (

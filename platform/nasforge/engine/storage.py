@@ -37,11 +37,21 @@ log = logging.getLogger(__name__)
 DEFAULT_WAIT_S = 120.0
 
 
+#: the default study: a SQLite file of this name in the run directory
+STUDY_FILE = "study.db"
+
+
+def requested_storage(configured: str | None) -> str | None:
+    """The storage asked for: ``NASFORGE_STORAGE``, else the experiment's ``configured``
+    one; ``None`` for the default (:data:`STUDY_FILE` in the run directory)."""
+    return os.environ.get("NASFORGE_STORAGE") or configured
+
+
 def storage_url(configured: str | None, run_dir: Path) -> str:
     """The storage this run uses, after the environment override and defaults."""
-    url = os.environ.get("NASFORGE_STORAGE") or configured
+    url = requested_storage(configured)
     if url is None:
-        return f"sqlite:///{(run_dir / 'study.db').resolve()}"
+        return f"sqlite:///{(run_dir / STUDY_FILE).resolve()}"
     return url
 
 
