@@ -280,7 +280,7 @@ def _plot(path: Path, plan: Plan, complete, front, baselines) -> Path:
                 shown.append((baseline["name"], values[x_obj.metric], values[y_obj.metric]))
                 ax.scatter([shown[-1][1]], [shown[-1][2]], marker="*", s=90, color="#2e4057",
                            zorder=3, label="baseline" if len(shown) == 1 else None)  # fmt: skip
-        xs = [x for x in xy(complete)[0]] + [x for _, x, _ in shown]
+        xs = [*xy(complete)[0], *(x for _, x, _ in shown)]
         if min(xs) > 0 and max(xs) / min(xs) >= 30:  # costs over decades: a log axis
             ax.set_xscale("log")
     left, right = ax.get_xlim()

@@ -361,20 +361,22 @@ def baseline_results(
 
     ``waves`` are the utterances; trial ``t`` compares ``waves[enroll[t]]`` with
     ``waves[test[t]]`` by cosine similarity, ``labels[t]`` 1 for a target trial. Returns,
-    per baseline, ``{"name", "eer" (%), "min_dcf" (at p_target), "macs_per_s" (long-utterance
-    rate, MACs per second of audio), "params"}``.
+    per baseline, ``{"name", "note" (what it is), "eer" (%), "min_dcf" (at p_target),
+    "macs_per_s" (long-utterance rate, MACs per second of audio), "params"}``.
     """
     waves = _check_waves(waves)
     results = []
-    for name, embed, macs, params in (
+    for name, note, embed, macs, params in (
         (
             "mean-MFCC cosine",
+            "mean and spread of 20 MFCCs, no training",
             lambda: mfcc_embeddings(waves, sample_rate),
             lambda: mfcc_macs_per_second(sample_rate),
             lambda: 0,
         ),
         (
             "GE2E (resemblyzer)",
+            "pretrained on real speech (the weights in the resemblyzer wheel)",
             lambda: ge2e_embeddings(waves, sample_rate),
             ge2e_macs_per_second,
             lambda: _count_params(ge2e_encoder()),
@@ -385,6 +387,7 @@ def baseline_results(
         results.append(
             {
                 "name": name,
+                "note": note,
                 "eer": metrics["eer"],
                 "min_dcf": metrics["min_dcf"],
                 "macs_per_s": float(macs()),

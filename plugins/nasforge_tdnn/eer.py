@@ -114,10 +114,6 @@ class EEREstimator(Estimator):
 
         task = context.task
         labels, enroll, test = task.trials()
-        notes = {
-            "mean-MFCC cosine": "mean and spread of 20 MFCCs, no training",
-            "GE2E (resemblyzer)": "pretrained on real speech (the weights in the resemblyzer wheel)",
-        }
         return [
             Baseline(
                 row["name"],
@@ -127,7 +123,7 @@ class EEREstimator(Estimator):
                     "macs_m": row["macs_per_s"] / 1e6,
                     "params_m": row["params"] / 1e6,
                 },
-                notes.get(row["name"], ""),
+                row["note"],
             )
             for row in baseline_results(
                 task.eval_waves(), labels, enroll, test, p_target=self.config.p_target

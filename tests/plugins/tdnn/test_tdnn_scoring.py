@@ -336,7 +336,7 @@ def test_baseline_results_on_synthetic_speakers():
     results = baseline_results(waves, labels.astype(int), enroll, test)
     assert [r["name"] for r in results] == ["mean-MFCC cosine", "GE2E (resemblyzer)"]
     for r in results:
-        assert set(r) == {"name", "eer", "min_dcf", "macs_per_s", "params"}
+        assert set(r) == {"name", "note", "eer", "min_dcf", "macs_per_s", "params"}
         assert 0.0 <= r["eer"] <= 100.0 and r["min_dcf"] >= 0.0 and r["macs_per_s"] > 0
     assert results[0]["params"] == 0 and results[1]["params"] == 1_423_616
     assert results[0]["eer"] < 15.0
