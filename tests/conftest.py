@@ -1,4 +1,5 @@
-"""Shared fixtures: a PostgreSQL server for the storage tests.
+"""Shared fixtures: a PostgreSQL server for the storage tests, an S3 server for cloud run
+directories.
 
 The session's local Ray (``nasforge_ray``) and ``run_experiment`` come from nasforge's own
 pytest plugin (:mod:`nasforge.pytest_plugin`), as in any project that installs nasforge.
@@ -17,6 +18,23 @@ TESTS_DIR = Path(__file__).resolve().parent
 os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH", "")) if p
 )
+
+# Dummy S3 credentials for the moto server (s3_server): set before the session's Ray starts,
+# so its workers (and the test clusters' nodes) sign requests the same way.
+from s3_server import CREDENTIALS  # noqa: E402
+
+for _key, _value in CREDENTIALS.items():
+    os.environ.setdefault(_key, _value)
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A real S3 API (``moto``'s server) on 127.0.0.1 for the whole session."""
+    from s3_server import S3Server
+
+    server = S3Server()
+    yield server
+    server.close()
 
 
 @pytest.fixture(scope="session")

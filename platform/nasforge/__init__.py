@@ -15,7 +15,8 @@ PyTorch ops for supernets, and :mod:`nasforge.testing`, the conformance suite):
 - the hooks: :data:`hookimpl`, the typed ``register`` callbacks (:class:`RegisterSpace`, …)
   and :class:`lazy` factories; the registry (:func:`registry`, :func:`build_predictor`);
 - Pareto maths (:func:`pareto_mask`, :func:`non_dominated_ranks`, :func:`hypervolume`, …)
-  and helpers: :func:`load_checkpoint`, :func:`cpu_name`; an experiment resolved to plugin
+  and helpers: :func:`load_checkpoint`, :func:`cpu_name`, :func:`local_run_dir` (a run
+  directory, a path or a cloud URI, as a local folder); an experiment resolved to plugin
   objects (:class:`Plan`, :func:`load_plan`, for commands a plugin adds); the errors;
 - an experiment run end to end from Python (:func:`run_experiment`, :func:`with_budget`,
   :class:`RunResult` of :class:`TrialRecord` values), which the pytest plugin
@@ -76,6 +77,7 @@ _LAZY = {
     "RunResult": (".runner", "RunResult"),
     "TrialRecord": (".report", "TrialRecord"),
     "load_checkpoint": (".engine.weights", "load_state"),
+    "local_run_dir": (".engine.run_location", "local_run_dir"),
     "REFERENCE_POINT": (".pareto", "REFERENCE_POINT"),
     "Front2D": (".pareto", "Front2D"),
     "crowding_distance": (".pareto", "crowding_distance"),
@@ -154,6 +156,7 @@ __all__ = [
     "lazy",
     "load_checkpoint",
     "load_plan",
+    "local_run_dir",
     "non_dominated",
     "non_dominated_ranks",
     "pareto_mask",

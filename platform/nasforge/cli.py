@@ -61,7 +61,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _search(plan, run_dir: Path) -> None:
+def _search(plan, run_dir: str | Path) -> None:
     from .engine import run_search
 
     _print_search(run_search(plan, run_dir))
@@ -78,7 +78,7 @@ def _print_search(summary) -> None:
     )
 
 
-def _report(run_dir: Path, plan=None) -> None:
+def _report(run_dir: str | Path, plan=None) -> None:
     from .report import write_report
 
     _print_report(write_report(run_dir, plan=plan))
@@ -98,7 +98,7 @@ def _print_report(report) -> None:
         print(f"  warning: {warning}")
 
 
-def _train(plan, run_dir: Path) -> None:
+def _train(plan, run_dir: str | Path) -> None:
     from .engine.train import run_training
 
     _print_train(run_training(plan, run_dir))
@@ -121,13 +121,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     plan = _plan(args.experiment)
     if plan.experiment.train is None:
         raise NasforgeError(f"{args.experiment}: train: the experiment has no 'train' section")
-    _train(plan, Path(args.run_dir or plan.experiment.resolved_run_dir))
+    _train(plan, args.run_dir or plan.experiment.resolved_run_dir)
     return 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     plan = _plan(args.experiment)
-    _search(plan, Path(args.run_dir or plan.experiment.resolved_run_dir))
+    _search(plan, args.run_dir or plan.experiment.resolved_run_dir)
     return 0
 
 
@@ -144,18 +144,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    target = Path(args.target)
-    if target.is_file():  # an experiment: its study wherever it lives, the report into --out
+    if Path(args.target).is_file():  # an experiment: its study wherever it lives, into --out
         from .report import report_experiment
 
         plan = _plan(args.target)
-        _print_report(report_experiment(plan, Path(args.out or plan.experiment.resolved_run_dir)))
+        _print_report(report_experiment(plan, args.out or plan.experiment.resolved_run_dir))
         return 0
     if args.out:
         raise NasforgeError(
             "--out: only with an experiment file (a run directory reports into itself)"
         )
-    _report(target)
+    _report(args.target)  # a run directory: a path or a cloud URI
     return 0
 
 
@@ -192,7 +191,11 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .trial_export import export_trial
 
-    result = export_trial(Path(args.run_dir), args.trial, args.format)
+    if Path(args.target).is_file():  # an experiment: its run wherever it lives
+        result = export_trial(None, args.trial, args.format, plan=_plan(args.target),
+                              out=args.out)  # fmt: skip
+    else:
+        result = export_trial(args.target, args.trial, args.format, out=args.out)
     for name, value in result.reproduced.items():
         recorded = result.record["metrics"].get(name)
         print(f"  {name}: exported model {value:.4g} (trial recorded {recorded:.4g})")
@@ -200,6 +203,18 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"  {args.format}: {result.model_file}")
     print(f"exported trial {args.trial}: {result.arch_file}")
     return 0
+
+
+def _target_argument(parser: argparse.ArgumentParser, experiment_means: str) -> None:
+    """The ``RUN_DIR|EXPERIMENT`` argument of the commands that read a finished run: a run
+    directory (a path or a cloud URI), or an experiment file, meaning ``experiment_means``
+    (how a laptop reaches a cluster run)."""
+    parser.add_argument(
+        "target",
+        metavar="RUN_DIR|EXPERIMENT",
+        help=f"a run directory (a path or a cloud URI), or an experiment file: "
+        f"{experiment_means} (a cluster run's, from a laptop)",
+    )
 
 
 def _int_list(text: str) -> list[int]:
@@ -271,23 +286,24 @@ def cmd_bench_search(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from optuna_dashboard import run_server
 
+    from .engine.run_location import local_run_dir
     from .engine.storage import mask_url, storage_url
     from .engine.study import open_study
     from .report import load_run
 
-    target = Path(args.target)
-    if target.is_file():  # an experiment: its study wherever it lives (NASFORGE_STORAGE…)
-        plan = _plan(args.target)
-        run_dir = Path(plan.experiment.resolved_run_dir).resolve()
-        study, url = open_study(plan, run_dir, create=False)
-    else:
-        plan, study = load_run(target)
-        url = storage_url(plan.experiment.search.storage, target.resolve())
-    print(
-        f"dashboard for {mask_url(url)} on http://{args.host}:{args.port}/ (Ctrl-C to stop)",
-        flush=True,
-    )
-    run_server(study._storage, host=args.host, port=args.port)  # the storage opened above
+    # an experiment: its study wherever it lives (NASFORGE_STORAGE…); else a run directory
+    plan = _plan(args.target) if Path(args.target).is_file() else None
+    with local_run_dir(plan.experiment.resolved_run_dir if plan else args.target) as run_dir:
+        if plan is not None:
+            study, url = open_study(plan, run_dir, create=False)
+        else:
+            plan, study = load_run(run_dir)
+            url = storage_url(plan.experiment.search.storage, run_dir)
+        print(
+            f"dashboard for {mask_url(url)} on http://{args.host}:{args.port}/ (Ctrl-C to stop)",
+            flush=True,
+        )
+        run_server(study._storage, host=args.host, port=args.port)  # the storage opened above
     return 0
 
 
@@ -500,12 +516,7 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
         "write trials.csv, pareto.csv/json/png of a run, or of an experiment's shared study "
         "(a cluster run's, from a laptop)",
     )
-    p.add_argument(
-        "target",
-        metavar="RUN_DIR|EXPERIMENT",
-        help="a run directory, or an experiment file: its study wherever it lives "
-        "(NASFORGE_STORAGE, search.storage), reported into --out",
-    )
+    _target_argument(p, "its study wherever it lives (NASFORGE_STORAGE, search.storage)")
     p.add_argument("--out", help="with an experiment: where to write (default: its run_dir)")
     p = add(
         "fidelity",
@@ -538,9 +549,10 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
         "export",
         cmd_export,
         "export a trial's arch and metrics (and with --format its static subnet) to "
-        "RUN_DIR/subnets/N/",
+        "RUN_DIR/subnets/N/ or --out",
     )
-    p.add_argument("run_dir")
+    _target_argument(p, "its study and supernet wherever they live")
+    p.add_argument("--out", help="where to write (default: RUN_DIR/subnets/N)")
     p.add_argument("--trial", type=int, required=True)
     p.add_argument(
         "--format",
@@ -550,12 +562,7 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
     p = add(
         "dashboard", cmd_dashboard, "serve optuna-dashboard for a run's or an experiment's study"
     )
-    p.add_argument(
-        "target",
-        metavar="RUN_DIR|EXP.yaml",
-        help="a run directory, or an experiment file (its study in the storage it names or "
-        "NASFORGE_STORAGE: the shared study of a cluster run)",
-    )
+    _target_argument(p, "its study in the storage it names or NASFORGE_STORAGE")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080)
     p = add(

@@ -181,7 +181,9 @@ class SearchSpec(_Model):
 
 
 #: URL query keys that carry secrets
-SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pwd", "sslpassword"})
+SECRET_QUERY_KEYS = frozenset(
+    {"password", "passwd", "pwd", "sslpassword", "access_key", "secret_key", "session_token"}
+)
 
 
 def url_has_password(url: str) -> bool:
@@ -210,15 +212,51 @@ class Experiment(_Model):
     constraints: list[str] = Field(default_factory=list)
     search: SearchSpec
 
+    @field_validator("run_dir")
+    @classmethod
+    def _run_dir_without_credentials(cls, value: str | None) -> str | None:
+        if value is not None and is_uri(value) and url_has_password(value):
+            raise ValueError(CREDENTIAL_IN_URI)
+        return value
+
     @property
-    def resolved_run_dir(self) -> Path:
+    def resolved_run_dir(self) -> Path | str:
         """``run_dir`` if set, else ``$NASFORGE_RUN_ROOT/<name>`` when that is set (a cluster's
         shared folder for every run), else ``runs/<name>`` (relative to the working
-        directory)."""
+        directory). A path, or a cloud URI string (``s3://…``, ``gs://…``: see
+        :mod:`nasforge.engine.run_location`)."""
         if self.run_dir:
-            return Path(self.run_dir)
+            return self.run_dir if is_uri(self.run_dir) else Path(self.run_dir)
         root = os.environ.get(RUN_ROOT_ENV)
-        return Path(root).expanduser() / self.name if root else Path("runs") / self.name
+        if not root:
+            return Path("runs") / self.name
+        if not is_uri(root):
+            return Path(root).expanduser() / self.name
+        if url_has_password(root):
+            raise ConfigError(RUN_ROOT_ENV, CREDENTIAL_IN_URI)
+        return join_uri(root, self.name)
+
+
+#: why a run directory URI with a credential in its query is refused
+CREDENTIAL_IN_URI = (
+    "a credential does not belong in a run directory URI: give it through the environment "
+    "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS, …)"
+)
+
+
+def is_uri(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` names cloud storage (``scheme://…``, not ``file://``) rather than
+    a path."""
+    text = str(run_dir)
+    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text)) and not text.startswith("file:")
+
+
+def join_uri(uri: str, *parts: str) -> str:
+    """``uri`` with ``parts`` appended to its path, its query kept at the end:
+    ``join_uri("s3://b/runs?scheme=http", "x")`` -> ``"s3://b/runs/x?scheme=http"``."""
+    base, sep, query = uri.partition("?")
+    path = "/".join([base.rstrip("/"), *(p.strip("/") for p in parts if p)])
+    return path + sep + query
 
 
 #: the environment variable naming the folder runs go to when an experiment sets no run_dir

@@ -189,10 +189,20 @@ def lost_results(plan: Plan) -> str | None:
     (:func:`job_env`).
     """
     from .engine.storage import STUDY_FILE, mask_url, requested_storage, storage_file
+    from .experiment import is_uri
 
     experiment = plan.experiment
     run_dir = experiment.resolved_run_dir
     url = requested_storage(experiment.search.storage)
+    if is_uri(run_dir):  # durable itself, but a study file in it would be the job's alone
+        study = Path(STUDY_FILE) if url is None else storage_file(url, Path("."))
+        if study is not None and not study.is_absolute():
+            return (
+                f"the study would be a file ({study}) in the cloud run directory, and a study "
+                "file cannot live there: set NASFORGE_STORAGE to a database the cluster "
+                "shares (PostgreSQL), or pass --scratch for a throw-away run"
+            )
+        return None
     study = run_dir / STUDY_FILE if url is None else storage_file(url, run_dir)
     if study is not None and not study.is_absolute():
         what = "SQLite" if url is None or url.startswith("sqlite") else mask_url(url)

@@ -27,6 +27,7 @@ import optuna
 from optuna.trial import TrialState
 
 from .baselines import measure_baselines
+from .engine.run_location import durable, local_run_dir
 from .engine.study import open_study
 from .errors import StudyError
 from .pareto import pareto_mask
@@ -73,14 +74,15 @@ class Report:
     """Where a report was written and what it found: ``records`` every trial,
     ``pareto`` the front (as in ``pareto.json``), ``front`` the front's records,
     ``baselines`` the reference methods beside it and ``warnings`` what could not be
-    measured (a baseline that failed)."""
+    measured (a baseline that failed). ``run_dir`` and ``files`` are URIs (strings) for a
+    cloud run directory."""
 
-    run_dir: Path
+    run_dir: Path | str
     trials: int
     complete: int
     failed: int
     pareto: list[dict[str, Any]]
-    files: list[Path]
+    files: list[Path | str]
     records: list[TrialRecord] = field(default_factory=list)
     front: list[TrialRecord] = field(default_factory=list)
     baselines: list[dict[str, Any]] = field(default_factory=list)
@@ -106,10 +108,14 @@ def report_experiment(plan: Plan, out_dir: str | Path) -> Report:
     A study in the run directory itself (the SQLite default, a relative journal) cannot be
     reached from elsewhere: that is a :class:`StudyError` naming the fix.
     """
+    with local_run_dir(out_dir) as local:
+        return _report_experiment(plan, local)
+
+
+def _report_experiment(plan: Plan, out_dir: Path) -> Report:
     from .engine.storage import storage_file, storage_url
     from .engine.weights import save_json_atomic
 
-    out_dir = Path(out_dir)
     url = storage_url(plan.experiment.search.storage, out_dir)
     path = storage_file(url, out_dir)
     if path is not None and not path.exists():
@@ -170,10 +176,15 @@ def write_report(
     run_dir: str | Path, *, plan: Plan | None = None, study: optuna.Study | None = None
 ) -> Report:
     """Write ``trials.csv``, ``pareto.csv``, ``pareto.json`` and ``pareto.png`` (from
-    ``study`` when the caller has it open, else from the run's own)."""
+    ``study`` when the caller has it open, else from the run's own) into ``run_dir``, a path
+    or a cloud URI (:mod:`nasforge.engine.run_location`)."""
+    with local_run_dir(run_dir) as local:
+        return _write_report(local, plan, study)
+
+
+def _write_report(run_dir: Path, plan: Plan | None, study: optuna.Study | None) -> Report:
     import pandas as pd
 
-    run_dir = Path(run_dir)
     if plan is None:
         plan, study = load_run(run_dir)
     elif study is None:
@@ -221,12 +232,12 @@ def write_report(
     failed = sum(t.state == TrialState.FAIL for t in trials)
     by_number = {r.number: r for r in records}
     return Report(
-        run_dir,
+        durable(run_dir),
         len(trials),
         len(complete),
         failed,
         pareto,
-        files,
+        [durable(f) for f in files],
         records,
         [by_number[t.number] for t in front],
         baselines.rows,

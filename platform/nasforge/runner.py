@@ -40,7 +40,7 @@ class RunResult:
     as a plain :class:`~nasforge.report.TrialRecord`, the Pareto front's records (best first
     by the first objective), and each phase's summary."""
 
-    run_dir: Path
+    run_dir: Path | str  # a URI for a cloud run directory
     plan: Plan
     study: optuna.Study
     trials: list[TrialRecord]
@@ -81,26 +81,27 @@ def run_experiment(
     already started). ``on_phase(name, summary)`` is called after ``"train"``, ``"search"``
     and ``"report"``. Errors are :class:`~nasforge.NasforgeError` naming the file or field.
     """
+    from .engine.run_location import durable, local_run_dir
     from .engine.search import run_search
     from .engine.study import open_study
     from .engine.train import run_training
     from .report import write_report
 
     plan = load_experiment_plan(experiment)
-    run_dir = Path(run_dir or plan.experiment.resolved_run_dir)  # printed as the user gave it
     notify = on_phase or (lambda name, summary: None)
     training = None
-    if plan.experiment.train is not None:
-        training = run_training(plan, run_dir, progress=progress)
-        notify("train", training)
-    search = run_search(plan, run_dir, progress=progress)
-    notify("search", search)
-    study, _ = open_study(plan, run_dir, create=False)
-    report = write_report(run_dir, plan=plan, study=study)
-    notify("report", report)
-    return RunResult(
-        run_dir.resolve(), plan, study, report.records, report.front, search, training, report
-    )
+    # a cloud run directory is mirrored once for the three phases
+    with local_run_dir(run_dir or plan.experiment.resolved_run_dir) as local:
+        if plan.experiment.train is not None:
+            training = run_training(plan, local, progress=progress)
+            notify("train", training)
+        search = run_search(plan, local, progress=progress)
+        notify("search", search)
+        study, _ = open_study(plan, local, create=False)
+        report = write_report(local, plan=plan, study=study)
+        notify("report", report)
+        where = durable(local.resolve())
+    return RunResult(where, plan, study, report.records, report.front, search, training, report)
 
 
 def load_experiment_plan(experiment: str | Path | Mapping[str, Any] | Plan) -> Plan:

@@ -1,4 +1,7 @@
-"""``nasforge export``: one trial of a run written to ``RUN_DIR/subnets/<trial>/``.
+"""``nasforge export``: one trial of a run written to ``RUN_DIR/subnets/<trial>/`` (or a
+folder of the caller's). The run is a run directory (a path or a cloud URI), or an
+experiment whose study and supernet weights live on shared or cloud storage: the way a
+laptop exports a trial of a cluster run.
 
 ``arch.json`` holds the trial's arch, its metrics and the space it belongs to. With a
 format, the trial's static subnet is also written (:func:`nasforge.export.export_subnet`,
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .engine.run_location import durable, local_run_dir
 from .errors import NasforgeError
 from .plan import Plan
 
@@ -24,23 +28,53 @@ class TrialExport:
     """What :func:`export_trial` wrote: the record, where, and what the file scored."""
 
     record: dict[str, Any]
-    arch_file: Path
-    model_file: Path | None = None
+    arch_file: Path | str
+    model_file: Path | str | None = None
     reproduced: dict[str, float] = field(default_factory=dict)
 
 
-def export_trial(run_dir: Path, number: int, fmt: str | None = None) -> TrialExport:
-    """Export COMPLETE trial ``number`` of the run in ``run_dir`` (``fmt``: ``torchscript``,
-    ``onnx``, or a format the space's subnets write themselves (:class:`~nasforge.SubnetFormats`,
-    e.g. ``hf``) to also write its static subnet)."""
+def export_trial(
+    run_dir: str | Path | None,
+    number: int,
+    fmt: str | None = None,
+    *,
+    plan: Plan | None = None,
+    out: str | Path | None = None,
+) -> TrialExport:
+    """Export COMPLETE trial ``number`` (``fmt``: ``torchscript``, ``onnx``, or a format the
+    space's subnets write themselves (:class:`~nasforge.SubnetFormats`, e.g. ``hf``) to also
+    write its static subnet) into ``out`` (default ``RUN_DIR/subnets/<number>``).
+
+    The run is ``run_dir`` (a path or a cloud URI; its ``experiment.json`` says what it
+    is), or, given ``plan``, that experiment's run directory (``run_dir`` if given, else
+    the experiment's own) with the study wherever the experiment keeps it."""
+    if run_dir is None and plan is None:
+        raise NasforgeError("export: give a run directory or an experiment")
+    with local_run_dir(run_dir or plan.experiment.resolved_run_dir) as local:
+        result = _export(local, number, fmt, plan, Path(out) if out else None)
+        result.arch_file = durable(Path(result.arch_file))
+        if result.model_file is not None:
+            result.model_file = durable(Path(result.model_file))
+        return result
+
+
+def _export(
+    run_dir: Path, number: int, fmt: str | None, plan: Plan | None, out: Path | None
+) -> TrialExport:
+    from .engine.study import open_study
     from .report import load_run
 
-    plan, study = load_run(run_dir)
+    if plan is None:
+        plan, study = load_run(run_dir)
+    else:
+        study, _ = open_study(plan, run_dir, create=False)
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     trial = trials.get(number)
     if trial is None or trial.state.name != "COMPLETE":
-        raise NasforgeError(f"{run_dir}: trial {number} does not exist or did not complete")
-    out = run_dir / "subnets" / str(number)
+        raise NasforgeError(
+            f"{durable(run_dir)}: trial {number} does not exist or did not complete"
+        )
+    out = out or run_dir / "subnets" / str(number)
     out.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {
         "trial": trial.number,

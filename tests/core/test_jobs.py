@@ -21,6 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import optuna
 import psutil
 import pytest
 import yaml
@@ -244,6 +245,18 @@ def test_a_run_that_would_lose_its_results_with_the_job_is_refused(tmp_path, cap
     cnn["run_dir"] = str(tmp_path / "shared" / "cnn")
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(cnn))
     assert "cannot reach" in refusal()[0]
+    # a cloud run directory is durable, but a study file cannot live in it
+    monkeypatch.delenv("NASFORGE_STORAGE")
+    monkeypatch.setenv("NASFORGE_RUN_ROOT", "s3://bucket/runs")
+    cnn.pop("run_dir")
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(cnn))
+    assert refusal() == [
+        f"error: {tmp_path / 'exp.yaml'}: the study would be a file (study.db) in the cloud "
+        "run directory, and a study file cannot live there: set NASFORGE_STORAGE to a "
+        "database the cluster shares (PostgreSQL), or pass --scratch for a throw-away run"
+    ]
+    monkeypatch.setenv("NASFORGE_STORAGE", "postgresql://nasforge@db.internal/nasforge")
+    assert "cannot reach" in refusal()[0]
 
 
 def test_the_address_comes_from_the_flag_then_the_environment(monkeypatch):
@@ -286,30 +299,34 @@ def workdir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def submitted(head, workdir, tmp_path_factory):
-    """`nasforge submit exp.yaml --follow`, the study stored where NASFORGE_STORAGE says
-    and the run directory on a path the cluster shares (this machine's)."""
-    journal = tmp_path_factory.mktemp("storage") / "study.log"
+def submitted(head, workdir, tmp_path_factory, postgres):
+    """`nasforge submit exp.yaml --follow`, the study in PostgreSQL (NASFORGE_STORAGE, the
+    password in PGPASSWORD: both travel to the job) and the run directory on a path the
+    cluster shares (this machine's); returns (job id, output, environment, shared run dir)."""
+    url = postgres.create_database("submitted")
     shared = tmp_path_factory.mktemp("shared") / "submitted"
     write_experiment(workdir / "exp.yaml", "submitted", n_trials=6, run_dir=shared)
-    env = client_env(head, NASFORGE_STORAGE=f"journal:{journal}")
+    env = client_env(head, NASFORGE_STORAGE=url, **postgres.env())
     result = nasforge("submit", "exp.yaml", "--address", head.url, "--follow", cwd=workdir, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     job_id = result.stdout.split()[1]
-    return job_id, result, journal, shared
+    return job_id, result, env, shared
 
 
 def test_submit_prints_the_id_and_follows_the_job_to_success(head, submitted):
-    job_id, result, journal, _ = submitted
+    job_id, result, env, _ = submitted
     lines = result.stdout.splitlines()
     assert lines[0] == f"submitted {job_id} to {head.url}"
     assert job_id.startswith("raysubmit_")
     assert f"  follow it:   nasforge jobs logs {job_id} --follow --address {head.url}" in lines
-    assert f"  study storage journal:{journal} (NASFORGE_STORAGE)" in lines
+    assert f"  study storage {env['NASFORGE_STORAGE']} (NASFORGE_STORAGE)" in lines
     assert "search: 6 complete" in result.stdout  # the job's own output, followed
     assert lines[-1].startswith(f"job {job_id}: SUCCEEDED")
     assert result.stderr == ""  # Ray's own notes (uploads, websockets) are for -v
-    assert journal.stat().st_size > 0  # NASFORGE_STORAGE reached the job
+    assert env["PGPASSWORD"] not in result.stdout  # the password reached the job, unprinted
+    study = optuna.load_study(study_name="submitted", storage=env["NASFORGE_STORAGE"].replace(
+        "nasforge@", f"nasforge:{env['PGPASSWORD']}@"))  # fmt: skip
+    assert len(study.trials) == 6  # NASFORGE_STORAGE reached the job
 
 
 def test_the_report_of_the_experiment_rebuilds_the_jobs_front_here(
@@ -317,9 +334,8 @@ def test_the_report_of_the_experiment_rebuilds_the_jobs_front_here(
 ):
     """`nasforge report exp.yaml` on the submitting side: the job's shared study, reported into
     a local folder, gives the job's own pareto.csv (written to the shared run directory)."""
-    _, result, journal, shared = submitted
+    _, result, env, shared = submitted
     assert "  results:     nasforge report exp.yaml (from the shared study)" in result.stdout
-    env = client_env(head, NASFORGE_STORAGE=f"journal:{journal}")
     local = tmp_path / "here"
     report = nasforge("report", "exp.yaml", "--out", str(local), cwd=workdir, env=env)
     assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]

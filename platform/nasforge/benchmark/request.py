@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, NasforgeError
-from ..experiment import load_experiment
+from ..experiment import is_uri, load_experiment
 from ..plan import Plan, resolve
 from ..sdk import Objective
 from .runner import BenchSearch, build_strategies
@@ -64,7 +64,13 @@ def prepare_bench_search(
         built = build_strategies(plan, strategies, options)
         suffix = "".join(f"-{k}-{v}" for k, v in overrides.items())  # dataset=x: -dataset-x
         suffix = re.sub(r"[^A-Za-z0-9_.-]+", "_", suffix)
-        out = Path(run_dir or f"{experiment.resolved_run_dir}-bench-search{suffix}")
+        default = experiment.resolved_run_dir
+        if run_dir is None and is_uri(default):
+            raise NasforgeError(
+                "bench-search keeps its tables in a local folder and this experiment's run "
+                "directory is a cloud URI: pass --run-dir PATH"
+            )
+        out = Path(run_dir or f"{default}-bench-search{suffix}")
         truth = ground_truth(plan, picked, out)
         budgets = sorted(set(budgets))
         if not seeds or not budgets or budgets[0] < 1:

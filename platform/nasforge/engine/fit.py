@@ -30,6 +30,7 @@ from ..plan import Plan
 from ..sdk import TrainContext
 from .plain import check_plain
 from .quality import QUALITY, supernet_quality
+from .run_location import location_of, ray_storage
 from .weights import EPOCH_FILE, STATE_FILE, latest_checkpoint_state, load_state, save_atomic
 
 # -- on each Ray Train worker ------------------------------------------------------------
@@ -73,9 +74,9 @@ def train_worker(config: dict[str, Any]) -> None:
     if world_size > 1:
         for tensor in supernet.state_dict().values():
             dist.broadcast(tensor, src=0)
-    resume = latest_checkpoint_state(Path(config["checkpoints"]), ray.train.get_checkpoint())
+    resume = latest_checkpoint_state(config["checkpoints"], ray.train.get_checkpoint())
     sink = config["sink"]
-    quality = supernet_quality(plan, config.get("score"), device, config["checkpoints"])
+    quality = supernet_quality(plan, config.get("score"), device, config["folder"])
 
     def save(state: dict[str, Any], metrics: dict[str, float]) -> None:
         metrics = {k: float(v) for k, v in metrics.items()}
@@ -172,7 +173,8 @@ def fit_on_ray_train(
     cpus_per_worker: float = 1.0,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run the plan's trainer on ``num_workers`` Ray Train workers (the supernet, or
-    ``arch`` alone), checkpoints under ``storage``; resumes the run found there. Calls
+    ``arch`` alone), checkpoints under ``storage`` (at the URI when it lies in a cloud run's
+    mirror, :mod:`.run_location`); resumes the run found there. Calls
     ``on_item`` with every progress/epoch record of rank 0 (with ``score``,
     ``{"archs", "metric"}``, each epoch also reports :data:`QUALITY`); returns the last
     checkpoint's state and metrics. Ray must be initialised."""
@@ -182,6 +184,7 @@ def fit_on_ray_train(
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     spec = plan.experiment.train
+    storage_path, storage_filesystem = ray_storage(storage)
     # on this process's own node: a worker node lost mid-epoch must not take the progress
     # channel with it (this node going means this process is gone too)
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
@@ -193,7 +196,8 @@ def fit_on_ray_train(
                 "experiment": plan.to_json(),
                 "use_gpu": use_gpu,
                 "sink": sink,
-                "checkpoints": str(storage / "train"),
+                "checkpoints": location_of(storage / "train"),  # a path or a URI
+                "folder": str(storage / "train"),
                 "arch": arch,
                 "epochs": epochs,
                 "score": score,
@@ -209,7 +213,8 @@ def fit_on_ray_train(
         ),
         run_config=RunConfig(
             name="train",
-            storage_path=str(storage),
+            storage_path=storage_path,
+            storage_filesystem=storage_filesystem,
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             failure_config=FailureConfig(max_failures=spec.max_retries),
         ),

@@ -26,6 +26,7 @@ from ..free_metrics import FreeMetrics, build_sampler
 from ..plan import Plan
 from .plain import check_plain
 from .record import StudyRecord
+from .run_location import local_run_dir, ray_storage
 from .runtime import RunLock, check_resources, ray_init
 from .searcher import Progress, StudySearcher
 from .storage import mask_url
@@ -56,18 +57,23 @@ class SearchSummary:
 
 def run_search(
     plan: Plan,
-    run_dir: Path | None = None,
+    run_dir: str | Path | None = None,
     *,
     progress: bool = True,
 ) -> SearchSummary:
     """Run (or resume) the experiment's search until ``n_trials`` trials are COMPLETE.
+    ``run_dir`` (default: the experiment's) is a path or a cloud URI (:mod:`.run_location`).
 
     The study opens in a thread while Ray starts and Ray Tune starts its workers
     (:mod:`.warm_start`)."""
+    with local_run_dir(run_dir or plan.experiment.resolved_run_dir) as local:
+        return _run_search(plan, local.resolve(), progress)
+
+
+def _run_search(plan: Plan, run_dir: Path, progress: bool) -> SearchSummary:
     reg = plan.registry
     experiment = plan.experiment
     spec = experiment.search
-    run_dir = Path(run_dir or experiment.resolved_run_dir).resolve()
     start = time.perf_counter()
     with RunLock(run_dir), ThreadPoolExecutor(1, thread_name_prefix="nasforge-study") as pool:
         opening = pool.submit(_open_search, plan, run_dir, progress)
@@ -242,6 +248,7 @@ def _run_tune(plan: Plan, opening: Future[OpenSearch], run_dir: Path) -> WarmSta
         tune.with_parameters(evaluate_trial, **parameters),
         {"cpu": spec.resources_per_trial.cpu, "gpu": spec.resources_per_trial.gpu},
     )
+    storage_path, storage_filesystem = ray_storage(run_dir / "tune")
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -252,7 +259,8 @@ def _run_tune(plan: Plan, opening: Future[OpenSearch], run_dir: Path) -> WarmSta
         ),
         run_config=tune.RunConfig(
             name=f"search-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
-            storage_path=str(run_dir / "tune"),
+            storage_path=storage_path,
+            storage_filesystem=storage_filesystem,
             failure_config=tune.FailureConfig(max_failures=spec.max_retries),
             verbose=0,
             log_to_file=False,

@@ -29,6 +29,7 @@ from optuna.trial import FrozenTrial
 
 from ..errors import StudyError
 from ..experiment import SECRET_QUERY_KEYS
+from .run_location import durable, is_mirrored
 from .trial_writes import StudyCountError, TrialResult, write_trials
 
 log = logging.getLogger(__name__)
@@ -48,10 +49,18 @@ def requested_storage(configured: str | None) -> str | None:
 
 
 def storage_url(configured: str | None, run_dir: Path) -> str:
-    """The storage this run uses, after the environment override and defaults."""
+    """The storage this run uses, after the environment override and defaults. A study file
+    in a cloud run directory's mirror would vanish with it: that is a :class:`StudyError`."""
     url = requested_storage(configured)
     if url is None:
-        return f"sqlite:///{(run_dir / STUDY_FILE).resolve()}"
+        url = f"sqlite:///{(run_dir / STUDY_FILE).resolve()}"
+    path = storage_file(url, run_dir)
+    if path is not None and is_mirrored(path.parent):
+        raise StudyError(
+            f"run directory {durable(run_dir)}: a study file ({path.name}) cannot live in "
+            "a cloud run directory: set NASFORGE_STORAGE (or search.storage) to a database "
+            "URL, or to a file on a local or shared path"
+        )
     return url
 
 

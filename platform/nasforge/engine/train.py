@@ -21,6 +21,7 @@ from typing import Any
 from ..errors import NasforgeError
 from ..plan import Plan
 from .fit import fit_on_ray_train, trainer_workers
+from .run_location import durable, local_run_dir, sync
 from .runtime import RunLock, check_resources, ray_init
 from .sweep import run_sweep
 from .weights import EpochLog, final_weights, save_atomic, supernet_dir
@@ -30,7 +31,7 @@ from .weights import EpochLog, final_weights, save_atomic, supernet_dir
 class TrainSummary:
     """What a training phase did and where the trained weights are."""
 
-    weights: Path
+    weights: Path | str  # a URI for a cloud run directory
     epochs: int
     resumed_from_epoch: int | None
     wall_s: float
@@ -56,11 +57,16 @@ def _format(item: dict[str, Any]) -> str:
     return f"train: {head}  {rest}"
 
 
-def run_training(plan: Plan, run_dir: Path, *, progress: bool = True) -> TrainSummary:
-    """Train (or resume training) the experiment's supernet; skip if already trained."""
+def run_training(plan: Plan, run_dir: str | Path, *, progress: bool = True) -> TrainSummary:
+    """Train (or resume training) the experiment's supernet; skip if already trained.
+    ``run_dir`` is a path or a cloud URI (:mod:`.run_location`)."""
     if plan.trainer is None or plan.experiment.train is None:
         raise NasforgeError("this experiment has no 'train' section")
-    run_dir = Path(run_dir).resolve()
+    with local_run_dir(run_dir) as local:
+        return _run_training(plan, local.resolve(), progress)
+
+
+def _run_training(plan: Plan, run_dir: Path, progress: bool) -> TrainSummary:
     spec = plan.experiment.train
     fingerprint = training_fingerprint(plan)
     folder = supernet_dir(run_dir)
@@ -74,7 +80,9 @@ def run_training(plan: Plan, run_dir: Path, *, progress: bool = True) -> TrainSu
                     f"{folder}: holds a supernet trained with a different space, task or "
                     "trainer; use another run directory (or delete it to retrain)"
                 )
-            return TrainSummary(final_weights(run_dir), meta["epochs"], None, 0.0, skipped=True)
+            return TrainSummary(
+                durable(final_weights(run_dir)), meta["epochs"], None, 0.0, skipped=True
+            )
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "train.json").write_text(
             json.dumps({"fingerprint": fingerprint, **spec.model_dump(mode="json")}, indent=2)
@@ -95,6 +103,7 @@ def run_training(plan: Plan, run_dir: Path, *, progress: bool = True) -> TrainSu
             if item.get("kind") == "epoch":
                 epochs_seen.append(item)
                 log.append(item)
+                sync(run_dir)  # a cloud run shows its progress as it goes
             if progress:
                 print(_format(item), flush=True)
 
@@ -110,5 +119,7 @@ def run_training(plan: Plan, run_dir: Path, *, progress: bool = True) -> TrainSu
         first = epochs_seen[0].get("epoch") if epochs_seen else None
         meta = {"fingerprint": fingerprint, "epochs": epochs, "metrics": metrics}
         meta_path.write_text(json.dumps(meta, indent=2, default=float))
+        sync(run_dir)
         resumed = int(first) - 1 if first is not None and int(first) > 1 else None
-        return TrainSummary(final_weights(run_dir), epochs, resumed, time.perf_counter() - start)
+        weights = durable(final_weights(run_dir))
+        return TrainSummary(weights, epochs, resumed, time.perf_counter() - start)

@@ -27,6 +27,7 @@ from ..devices import trial_device
 from ..plan import Plan
 from .fit import fit_in_process, fit_on_ray_train
 from .plain import check_plain
+from .run_location import ray_storage
 from .worker import Evaluator
 
 log = logging.getLogger(__name__)
@@ -182,13 +183,15 @@ def run_training_trials(
     # whose workers hold the resources (Tune needs a non-empty request: a sliver of a CPU)
     resources = {"cpu": 1, "gpu": 1 if use_gpu else 0} if workers == 1 else {"cpu": DRIVER_CPU}
     relay = _Relay(on_epoch, on_done, on_stop)
+    storage_path, storage_filesystem = ray_storage(run_dir / "tune")
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(training_trial, **parameters), resources),
         param_space={"job": tune.grid_search(jobs)},
         tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, reuse_actors=False),
         run_config=tune.RunConfig(
             name=f"train-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
-            storage_path=str(run_dir / "tune"),
+            storage_path=storage_path,
+            storage_filesystem=storage_filesystem,
             failure_config=tune.FailureConfig(max_failures=plan.experiment.train.max_retries),
             callbacks=[relay.callback],
             stop=stopper,

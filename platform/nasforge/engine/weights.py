@@ -116,13 +116,15 @@ class EpochLog:
 def trained_weights(run_dir: Path) -> bytes:
     """The bytes of a run's trained supernet weights, checked to load as a plain state
     (a missing, corrupt or tampered ``final.pt`` is one clear error naming the file)."""
+    from .run_location import durable
+
     path = final_weights(run_dir)
     if not path.exists():
         raise NasforgeError(
-            f"{path}: no trained supernet: run `nasforge train` (or `nasforge run`) first"
+            f"{durable(path)}: no trained supernet: run `nasforge train` (or `nasforge run`) first"
         )
     blob = path.read_bytes()
-    load_state(blob, str(path))
+    load_state(blob, str(durable(path)))
     return blob
 
 
@@ -137,17 +139,30 @@ def supernet_from_state(plan: Plan, state: dict[str, Any], device: str, what: st
     return supernet.to(device).eval()
 
 
-def latest_checkpoint_state(root: Path, restored: Any = None) -> dict[str, Any] | None:
+def latest_checkpoint_state(root: str | Path, restored: Any = None) -> dict[str, Any] | None:
     """The state of the newest complete checkpoint: Ray Train's restored one, or a newer
-    one found under ``root`` (a kill can land after a checkpoint is stored but before Ray
-    Train's own record of it is); unreadable (half-copied) checkpoints are skipped."""
-    candidates: list[tuple[int, Path]] = []
-    for folder in root.glob("checkpoint_*"):
+    one found under ``root`` (a path or a cloud URI, see :mod:`.run_location`: a kill can
+    land after a checkpoint is stored but before Ray Train's own record of it is);
+    unreadable (half-copied) checkpoints are skipped."""
+    import pyarrow.fs as pafs
+
+    from .run_location import open_location
+
+    fs, base = open_location(str(root), "checkpoint folder")
+
+    def read(path: str) -> bytes:
+        with fs.open_input_stream(path) as stream:
+            return stream.read()
+
+    candidates: list[tuple[int, str]] = []
+    for info in fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)):
+        if info.type != pafs.FileType.Directory or not info.base_name.startswith("checkpoint_"):
+            continue
         try:
-            epoch = int(json.loads((folder / EPOCH_FILE).read_text())["epoch"])
+            epoch = int(json.loads(read(f"{info.path}/{EPOCH_FILE}"))["epoch"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        candidates.append((epoch, folder))
+        candidates.append((epoch, info.path))
     if restored is not None:
         with restored.as_directory() as folder:
             try:
@@ -158,7 +173,7 @@ def latest_checkpoint_state(root: Path, restored: Any = None) -> dict[str, Any] 
                 log.warning("%s; skipped", exc)
     for _, folder in sorted(candidates, reverse=True):
         try:
-            return load_state((folder / STATE_FILE).read_bytes(), f"checkpoint {folder}")
+            return load_state(read(f"{folder}/{STATE_FILE}"), f"checkpoint {folder}")
         except (OSError, NasforgeError) as exc:
             log.warning("%s; skipped for an older checkpoint", exc)
     return None

@@ -103,12 +103,32 @@ def run_fidelity(
     seed: int = 0,
     progress: bool = True,
 ) -> FidelityReport:
-    """Train the chosen archs alone (what is not trained yet), compare, write the report."""
+    """Train the chosen archs alone (what is not trained yet), compare, write the report.
+    ``run_dir`` is a path or a cloud URI (mirrored while this runs)."""
+    from ..engine.run_location import local_run_dir
+
+    with local_run_dir(run_dir) as local:
+        return _run_fidelity(
+            local.resolve(), archs=archs, source=source, epochs=epochs, workers=workers,
+            concurrency=concurrency, seed=seed, progress=progress,
+        )  # fmt: skip
+
+
+def _run_fidelity(
+    run_dir: Path,
+    *,
+    archs: int,
+    source: str,
+    epochs: int | None,
+    workers: int,
+    concurrency: int | None,
+    seed: int,
+    progress: bool,
+) -> FidelityReport:
     from ..engine.fit import trainer_workers
     from ..engine.runtime import RunLock, check_resources, ray_init
     from ..engine.train_trials import default_concurrency, run_training_trials
 
-    run_dir = Path(run_dir).resolve()
     plan = load_run_plan(run_dir)
     if plan.trainer is None or plan.experiment.train is None:
         raise NasforgeError(f"{run_dir}: the experiment has no 'train' section: nothing to compare")

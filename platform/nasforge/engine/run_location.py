@@ -1,0 +1,238 @@
+"""Where a run directory lives: a local or shared path, or a cloud URI.
+
+A path (local disk, or a filesystem every node mounts) is used as it is. A cloud URI —
+``s3://bucket/runs/x``, ``gs://bucket/runs/x``, anything :func:`pyarrow.fs.FileSystem.from_uri`
+opens, with endpoint options in the query (``s3://b/x?endpoint_override=host:9000&scheme=http``)
+— is worked on through a local *mirror*: :func:`local_run_dir` downloads what the run holds
+into a temporary folder, the engine reads and writes that folder as it would any run
+directory, :func:`sync` uploads what changed (after each training epoch, the trained
+weights, a report), and closing the mirror uploads the rest and removes it. Ray Train and Ray
+Tune write their own folders (``supernet/ray``, ``tune``) straight to the URI:
+:func:`ray_storage` gives ``RunConfig`` its ``storage_path`` and ``storage_filesystem``, so a
+run's checkpoints outlive the machine that wrote them and training resumes on another.
+
+Credentials come from the environment of every node (``AWS_ACCESS_KEY_ID``…,
+``GOOGLE_APPLICATION_CREDENTIALS``), never from the URI; ``AWS_ENDPOINT_URL`` also works in
+place of ``endpoint_override``. Two commands on one cloud run at the same time are not
+prevented (the run lock is on the mirror): run them one after the other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import NasforgeError
+from ..experiment import is_uri, join_uri
+
+log = logging.getLogger(__name__)
+
+#: folders Ray Train and Ray Tune keep at the URI themselves: never mirrored
+RAY_FOLDERS = ("supernet/ray", "tune")
+
+
+def open_location(location: str, what: str = "run directory") -> tuple[Any, str]:
+    """``(pyarrow filesystem, path in it)`` for a URI or a local path."""
+    import pyarrow.fs as pafs
+
+    if not is_uri(location):
+        return pafs.LocalFileSystem(), str(Path(location).resolve())
+    try:
+        return pafs.FileSystem.from_uri(location)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NasforgeError(f"{what} {_masked(location)}: cannot open it: {first}") from None
+
+
+def _masked(uri: str) -> str:
+    return uri.split("?", 1)[0]
+
+
+@dataclass
+class Mirror:
+    """A cloud run directory's local working copy: ``uri``, its pyarrow ``fs`` and ``root``
+    path there, the local folder ``local``, and each file's ``(size, mtime_ns)`` as last
+    downloaded or uploaded (a file whose stamp differs has changed since)."""
+
+    uri: str
+    fs: Any
+    root: str
+    local: Path
+    synced: dict[str, tuple[int, int]] = field(default_factory=dict)
+    users: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def pull(self) -> int:
+        """Download every file of the run but Ray's own folders; returns how many."""
+        import pyarrow.fs as pafs
+
+        infos = self.fs.get_file_info(pafs.FileSelector(self.root, recursive=True,
+                                                         allow_not_found=True))  # fmt: skip
+        count = 0
+        for info in infos:
+            rel = info.path[len(self.root) :].lstrip("/")
+            if info.type != pafs.FileType.File or _ray_owned(rel):
+                continue
+            target = self.local / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            pafs.copy_files(info.path, str(target), source_filesystem=self.fs,
+                            destination_filesystem=pafs.LocalFileSystem())  # fmt: skip
+            self.synced[rel] = _stamp(target)
+            count += 1
+        return count
+
+    def push(self) -> list[str]:
+        """Upload every file that changed since it was last synced; returns their paths."""
+        import pyarrow.fs as pafs
+
+        with self.lock:
+            changed = [
+                (rel, stamp)
+                for rel, stamp in _files(self.local)
+                if self.synced.get(rel) != stamp and not _ray_owned(rel)
+            ]
+            for rel, stamp in changed:
+                target = f"{self.root}/{rel}"
+                self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+                pafs.copy_files(str(self.local / rel), target,
+                                source_filesystem=pafs.LocalFileSystem(),
+                                destination_filesystem=self.fs)  # fmt: skip
+                self.synced[rel] = stamp
+            return [rel for rel, _ in changed]
+
+
+def _ray_owned(rel: str) -> bool:
+    return any(rel == f or rel.startswith(f + "/") for f in RAY_FOLDERS)
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def _files(root: Path) -> Iterator[tuple[str, tuple[int, int]]]:
+    """``(relative path, stamp)`` of every finished file under ``root`` (not the run lock,
+    not a temporary file an atomic write has not renamed yet)."""
+    for folder, _, names in os.walk(root):
+        for name in sorted(names):
+            if name.startswith("."):
+                continue
+            path = Path(folder, name)
+            with contextlib.suppress(FileNotFoundError):  # replaced while we walk
+                yield path.relative_to(root).as_posix(), _stamp(path)
+
+
+_mirrors: dict[str, Mirror] = {}
+_mirrors_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def local_run_dir(run_dir: str | Path) -> Iterator[Path]:
+    """The run directory as a local folder for the length of the block.
+
+    A path is yielded as it is. A URI is mirrored (see the module doc): its files
+    are downloaded on entry, changed files uploaded on exit — also when the block raises —
+    and the mirror removed once uploaded. Entering the same URI again inside the block
+    yields the same mirror. An upload that fails keeps the mirror and names it."""
+    if not is_uri(run_dir):
+        yield Path(run_dir)  # as given: what is printed reads as the user wrote it
+        return
+    uri = str(run_dir)
+    with _mirrors_lock:
+        mirror = _mirrors.get(uri)
+        if mirror is None:
+            fs, root = open_location(uri)
+            local = Path(tempfile.mkdtemp(prefix="nasforge-run-"))
+            mirror = Mirror(uri, fs, root.rstrip("/"), local)
+            try:
+                pulled = mirror.pull()
+            except Exception as exc:
+                shutil.rmtree(local, ignore_errors=True)
+                raise NasforgeError(
+                    f"run directory {_masked(uri)}: cannot read it: {exc}"
+                ) from None
+            log.info("run directory %s: %d files mirrored in %s", _masked(uri), pulled, local)
+            _mirrors[uri] = mirror
+        mirror.users += 1
+    try:
+        yield mirror.local
+    finally:
+        with _mirrors_lock:
+            mirror.users -= 1
+            last = mirror.users == 0
+            if last:
+                del _mirrors[uri]
+        if last:
+            _close(mirror)
+
+
+def _close(mirror: Mirror) -> None:
+    try:
+        mirror.push()
+    except Exception as exc:
+        raise NasforgeError(
+            f"run directory {_masked(mirror.uri)}: uploading its files failed ({exc}); "
+            f"they are kept in {mirror.local}"
+        ) from None
+    shutil.rmtree(mirror.local, ignore_errors=True)
+
+
+def _mirror_of(local: Path) -> tuple[Mirror, str] | None:
+    """The mirror ``local`` lies in and its path relative to the mirror, if any."""
+    local = Path(local).resolve()
+    with _mirrors_lock:
+        for mirror in _mirrors.values():
+            if local == mirror.local or mirror.local in local.parents:
+                rel = local.relative_to(mirror.local).as_posix()
+                return mirror, "" if rel == "." else rel
+    return None
+
+
+def sync(local: Path) -> None:
+    """Upload now what changed in the mirror ``local`` belongs to (nothing for a path):
+    a finished epoch, the trained weights, a report become visible at the URI at once."""
+    found = _mirror_of(local)
+    if found is not None:
+        found[0].push()
+
+
+def ray_storage(local: Path) -> tuple[str, Any]:
+    """``(storage_path, storage_filesystem)`` for a Ray ``RunConfig`` keeping its folder at
+    ``local``: the matching place at the URI for a mirrored run, else ``(local, None)``."""
+    found = _mirror_of(local)
+    if found is None:
+        return str(local), None
+    mirror, rel = found
+    return f"{mirror.root}/{rel}".rstrip("/"), mirror.fs
+
+
+def location_of(local: Path) -> str:
+    """Where a worker on any node finds ``local``: its URI for a mirrored run (open it with
+    :func:`open_location`), else the path."""
+    found = _mirror_of(local)
+    if found is None:
+        return str(local)
+    mirror, rel = found
+    return join_uri(mirror.uri, rel)
+
+
+def durable(local: Path) -> Path | str:
+    """Where ``local`` is kept for good, to show a user: the path itself, or for a file of a
+    cloud run's mirror its URI (without the query)."""
+    found = _mirror_of(local)
+    if found is None:
+        return local
+    return _masked(join_uri(found[0].uri, found[1]))
+
+
+def is_mirrored(local: Path) -> bool:
+    """Whether ``local`` lies in the mirror of a cloud run directory."""
+    return _mirror_of(local) is not None
