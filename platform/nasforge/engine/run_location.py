@@ -35,8 +35,9 @@ from ..experiment import is_uri, join_uri
 
 log = logging.getLogger(__name__)
 
-#: folders Ray Train and Ray Tune keep at the URI themselves: never mirrored
-RAY_FOLDERS = ("supernet/ray", "tune")
+#: names of the folders Ray Train and Ray Tune keep at the URI themselves (``supernet/ray``,
+#: ``tune``, a training trial's ``ray``): never mirrored
+RAY_FOLDERS = frozenset({"ray", "tune"})
 
 
 def open_location(location: str, what: str = "run directory") -> tuple[Any, str]:
@@ -110,7 +111,7 @@ class Mirror:
 
 
 def _ray_owned(rel: str) -> bool:
-    return any(rel == f or rel.startswith(f + "/") for f in RAY_FOLDERS)
+    return any(part in RAY_FOLDERS for part in rel.split("/")[:-1])
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -202,6 +203,26 @@ def sync(local: Path) -> None:
     found = _mirror_of(local)
     if found is not None:
         found[0].push()
+
+
+def fetch(local: Path) -> None:
+    """Download ``local`` again from the URI when it lies in a mirror (a file another
+    process — a training trial on another node — has uploaded since the mirror was made);
+    nothing for a path."""
+    found = _mirror_of(local)
+    if found is None:
+        return
+    import pyarrow.fs as pafs
+
+    mirror, rel = found
+    source = f"{mirror.root}/{rel}"
+    if mirror.fs.get_file_info(source).type != pafs.FileType.File:
+        return
+    with mirror.lock:
+        local.parent.mkdir(parents=True, exist_ok=True)
+        pafs.copy_files(source, str(local), source_filesystem=mirror.fs,
+                        destination_filesystem=pafs.LocalFileSystem())  # fmt: skip
+        mirror.synced[rel] = _stamp(local)
 
 
 def ray_storage(local: Path) -> tuple[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 from ..errors import NasforgeError
 from ..plan import Plan
 from .quality import QUALITY
+from .run_location import fetch, sync
 from .weights import STATE_FILE, EpochLog, load_state, save_json_atomic
 
 
@@ -170,6 +171,7 @@ def run_sweep(plan: Plan, folder: Path, *, progress: bool = True) -> tuple[dict[
             "train_s": train_s,
         }
         save_json_atomic(record, Path(job["folder"]) / "result.json")
+        sync(Path(job["folder"]))  # a finished recipe is kept even if the driver dies next
         results[job["id"]] = record
 
     def on_done(result: dict[str, Any]) -> None:
@@ -214,9 +216,9 @@ def run_sweep(plan: Plan, folder: Path, *, progress: bool = True) -> tuple[dict[
         raise NasforgeError("sweep: every recipe was stopped early; nothing to keep")
     sign = 1.0 if maximize else -1.0
     best = max(complete, key=lambda r: sign * float(r[QUALITY]))
-    state = load_state(
-        (Path(by_id[best["id"]]["folder"]) / STATE_FILE).read_bytes(), f"sweep recipe {best['id']}"
-    )
+    best_state = Path(by_id[best["id"]]["folder"]) / STATE_FILE
+    fetch(best_state)  # written by a trial, maybe on another node: the URI's copy
+    state = load_state(best_state.read_bytes(), f"sweep recipe {best['id']}")
     summary = {
         "metric": f"mean {metric} of {len(archs)} fixed subnets",
         "archs": archs,

@@ -27,7 +27,7 @@ from ..devices import trial_device
 from ..plan import Plan
 from .fit import fit_in_process, fit_on_ray_train
 from .plain import check_plain
-from .run_location import ray_storage
+from .run_location import local_run_dir, location_of, ray_storage, sync
 from .worker import Evaluator
 
 log = logging.getLogger(__name__)
@@ -52,20 +52,34 @@ def training_trial(
     use_gpu: bool,
 ) -> None:
     """Tune function trainable: train ``config["job"]``, score it, report it."""
-    from ray import tune
 
     job = config["job"]
     if job.get("train"):
         train = {k: v for k, v in experiment["train"].items() if k != "sweep"}
         experiment = {**experiment, "train": {**train, **job["train"]}}
     plan = Plan.from_json(experiment)
-    folder = Path(job["folder"])
-    start = time.perf_counter()
+    # the job's folder: a path, or its URI in a cloud run directory (mirrored on this node)
+    with local_run_dir(job["folder"]) as folder:
+        _train_job(plan, job, folder.resolve(), experiment, run_dir, workers, use_gpu)
 
+
+def _train_job(
+    plan: Plan,
+    job: dict[str, Any],
+    folder: Path,
+    experiment: dict[str, Any],
+    run_dir: str,
+    workers: int,
+    use_gpu: bool,
+) -> None:
+    from ray import tune
+
+    start = time.perf_counter()
     last: dict[str, Any] = {}
 
     def on_epoch(metrics: dict[str, Any]) -> None:
         last.update(metrics)
+        sync(folder)  # the epoch's checkpoint reaches the URI before Tune hears of it
         tune.report({"kind": "epoch", "job": job["id"], **metrics})
 
     if workers == 1:
@@ -184,9 +198,11 @@ def run_training_trials(
     resources = {"cpu": 1, "gpu": 1 if use_gpu else 0} if workers == 1 else {"cpu": DRIVER_CPU}
     relay = _Relay(on_epoch, on_done, on_stop)
     storage_path, storage_filesystem = ray_storage(run_dir / "tune")
+    # a trial on any node finds its job's folder by its URI in a cloud run directory
+    placed = [{**job, "folder": location_of(Path(job["folder"]))} for job in jobs]
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(training_trial, **parameters), resources),
-        param_space={"job": tune.grid_search(jobs)},
+        param_space={"job": tune.grid_search(placed)},
         tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, reuse_actors=False),
         run_config=tune.RunConfig(
             name=f"train-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..engine.run_location import local_run_dir, sync
 from ..engine.weights import EpochLog, save_json_atomic
 from ..errors import NasforgeError
 from ..plan import Plan
@@ -105,8 +106,6 @@ def run_fidelity(
 ) -> FidelityReport:
     """Train the chosen archs alone (what is not trained yet), compare, write the report.
     ``run_dir`` is a path or a cloud URI (mirrored while this runs)."""
-    from ..engine.run_location import local_run_dir
-
     with local_run_dir(run_dir) as local:
         return _run_fidelity(
             local.resolve(), archs=archs, source=source, epochs=epochs, workers=workers,
@@ -211,6 +210,7 @@ def _run_fidelity(
                     **{k: result[k] for k in ("epochs", "train_s", "alone")},
                 }
                 save_json_atomic(record, Path(job["folder"]) / "result.json")
+                sync(Path(job["folder"]))  # kept even if the driver dies next
                 results[job["id"]] = record
                 if progress:
                     print(
