@@ -51,6 +51,7 @@ class S3Server:
 
     @property
     def endpoint(self) -> str:
+        """The server's URL."""
         return f"http://127.0.0.1:{self.port}"
 
     def client(self):
@@ -83,9 +84,11 @@ class S3Server:
         )
 
     def read(self, key: str) -> bytes:
+        """The bytes of object ``key`` in the bucket."""
         return self.client().get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
     def close(self) -> None:
+        """Stop the server (the process this object started, nothing else)."""
         if self.process.poll() is None:
             self.process.terminate()
             try:

@@ -286,14 +286,15 @@ def cmd_bench_search(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from optuna_dashboard import run_server
 
-    from .engine.run_location import local_run_dir
+    from .engine.run_location import TRAINING_FOLDERS, local_run_dir
     from .engine.storage import mask_url, storage_url
     from .engine.study import open_study
     from .report import load_run
 
     # an experiment: its study wherever it lives (NASFORGE_STORAGE…); else a run directory
     plan = _plan(args.target) if Path(args.target).is_file() else None
-    with local_run_dir(plan.experiment.resolved_run_dir if plan else args.target) as run_dir:
+    target = plan.experiment.resolved_run_dir if plan else args.target
+    with local_run_dir(target, skip=TRAINING_FOLDERS) as run_dir:
         if plan is not None:
             study, url = open_study(plan, run_dir, create=False)
         else:

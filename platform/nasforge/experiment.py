@@ -226,7 +226,7 @@ class Experiment(_Model):
         directory). A path, or a cloud URI string (``s3://…``, ``gs://…``: see
         :mod:`nasforge.engine.run_location`)."""
         if self.run_dir:
-            return self.run_dir if is_uri(self.run_dir) else Path(self.run_dir)
+            return self.run_dir if is_uri(self.run_dir) else local_path(self.run_dir)
         root = os.environ.get(RUN_ROOT_ENV)
         if not root:
             return Path("runs") / self.name
@@ -249,6 +249,12 @@ def is_uri(run_dir: str | Path) -> bool:
     a path."""
     text = str(run_dir)
     return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text)) and not text.startswith("file:")
+
+
+def local_path(run_dir: str | Path) -> Path:
+    """A run directory that is not a cloud URI as a path (``file:///x`` is ``/x``)."""
+    text = str(run_dir)
+    return Path(text[len("file://") :]) if text.startswith("file://") else Path(run_dir)
 
 
 def join_uri(uri: str, *parts: str) -> str:

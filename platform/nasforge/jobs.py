@@ -194,16 +194,11 @@ def lost_results(plan: Plan) -> str | None:
     experiment = plan.experiment
     run_dir = experiment.resolved_run_dir
     url = requested_storage(experiment.search.storage)
-    if is_uri(run_dir):  # durable itself, but a study file in it would be the job's alone
-        study = Path(STUDY_FILE) if url is None else storage_file(url, Path("."))
-        if study is not None and not study.is_absolute():
-            return (
-                f"the study would be a file ({study}) in the cloud run directory, and a study "
-                "file cannot live there: set NASFORGE_STORAGE to a database the cluster "
-                "shares (PostgreSQL), or pass --scratch for a throw-away run"
-            )
+    cloud = is_uri(run_dir)  # durable; a study file in it is impossible_run's to refuse
+    if cloud and url is None:
         return None
-    study = run_dir / STUDY_FILE if url is None else storage_file(url, run_dir)
+    base = Path(".") if cloud else run_dir  # (with a cloud run dir: the working directory)
+    study = base / STUDY_FILE if url is None else storage_file(url, base)
     if study is not None and not study.is_absolute():
         what = "SQLite" if url is None or url.startswith("sqlite") else mask_url(url)
         return (
@@ -211,12 +206,34 @@ def lost_results(plan: Plan) -> str | None:
             "Ray deletes when the job ends: set NASFORGE_STORAGE to a database the cluster "
             "shares (PostgreSQL), or pass --scratch for a throw-away run"
         )
-    if experiment.train is not None and not run_dir.is_absolute():
+    if experiment.train is not None and not cloud and not run_dir.is_absolute():
         return (
             f"the run directory {run_dir} is inside the job's working directory, which Ray "
             "deletes when the job ends, and the trained supernet would go with it: set "
             "run_dir (or NASFORGE_RUN_ROOT) to a path every node shares, or pass --scratch "
             "for a throw-away run"
+        )
+    return None
+
+
+def impossible_run(plan: Plan) -> str | None:
+    """Why a job of ``plan`` cannot run at all (``--scratch`` or not), or ``None``: a study
+    file (the SQLite default, a relative journal) in a cloud run directory, where a study
+    file cannot live."""
+    from .engine.storage import STUDY_FILE, requested_storage
+    from .experiment import is_uri
+
+    experiment = plan.experiment
+    url = requested_storage(experiment.search.storage)
+    if not is_uri(experiment.resolved_run_dir):
+        return None
+    if url is None or (
+        url.startswith("journal:") and not Path(url[len("journal:") :]).is_absolute()
+    ):
+        what = STUDY_FILE if url is None else url
+        return (
+            f"the study would be a file ({what}) in the cloud run directory, where a study file "
+            "cannot live: set NASFORGE_STORAGE to a database the cluster shares (PostgreSQL)"
         )
     return None
 
@@ -259,7 +276,7 @@ def submit(
     for pattern in patterns:
         if PathSpec.from_lines("gitwildmatch", [pattern]).match_file(relative.as_posix()):
             raise JobError(f"{experiment}: excluded from the upload by '{pattern}'")
-    if not scratch and (problem := lost_results(plan)):
+    if (problem := impossible_run(plan)) or (not scratch and (problem := lost_results(plan))):
         raise JobError(f"{experiment}: {problem}")
     runtime_env: dict = {"working_dir": str(root), "excludes": patterns}
     if env := job_env():

@@ -101,7 +101,7 @@ def run_experiment(
         progress: bool = False,
         **budget: Any,
     ) -> RunResult:
-        folder = Path(run_dir) if run_dir is not None else tmp_path / f"run{next(runs)}"
+        folder = run_dir if run_dir is not None else tmp_path / f"run{next(runs)}"  # or a URI
         try:
             data = with_budget(experiment, **budget)  # n_trials, concurrency, epochs, ...
             data["run_dir"] = str(folder)

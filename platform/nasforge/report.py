@@ -27,7 +27,7 @@ import optuna
 from optuna.trial import TrialState
 
 from .baselines import measure_baselines
-from .engine.run_location import durable, local_run_dir
+from .engine.run_location import TRAINING_FOLDERS, durable, local_run_dir
 from .engine.study import open_study
 from .errors import StudyError
 from .pareto import pareto_mask
@@ -93,7 +93,7 @@ def load_run(run_dir: Path) -> tuple[Plan, optuna.Study]:
     """The plan and study of a run directory (written by ``nasforge search``)."""
     config = run_dir / "experiment.json"
     if not config.exists():
-        raise StudyError(f"{run_dir}: not a nasforge run directory (no experiment.json)")
+        raise StudyError(f"{durable(run_dir)}: not a nasforge run directory (no experiment.json)")
     plan = Plan.from_json(json.loads(config.read_text()))
     study, _ = open_study(plan, run_dir, create=False)
     return plan, study
@@ -108,7 +108,7 @@ def report_experiment(plan: Plan, out_dir: str | Path) -> Report:
     A study in the run directory itself (the SQLite default, a relative journal) cannot be
     reached from elsewhere: that is a :class:`StudyError` naming the fix.
     """
-    with local_run_dir(out_dir) as local:
+    with local_run_dir(out_dir, skip=TRAINING_FOLDERS) as local:
         return _report_experiment(plan, local)
 
 
@@ -178,7 +178,7 @@ def write_report(
     """Write ``trials.csv``, ``pareto.csv``, ``pareto.json`` and ``pareto.png`` (from
     ``study`` when the caller has it open, else from the run's own) into ``run_dir``, a path
     or a cloud URI (:mod:`nasforge.engine.run_location`)."""
-    with local_run_dir(run_dir) as local:
+    with local_run_dir(run_dir, skip=TRAINING_FOLDERS) as local:
         return _write_report(local, plan, study)
 
 

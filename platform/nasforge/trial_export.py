@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .engine.run_location import durable, local_run_dir
+from .engine.run_location import TRAINING_FOLDERS, durable, local_run_dir
 from .errors import NasforgeError
+from .experiment import is_uri
 from .plan import Plan
 
 
@@ -50,7 +51,10 @@ def export_trial(
     the experiment's own) with the study wherever the experiment keeps it."""
     if run_dir is None and plan is None:
         raise NasforgeError("export: give a run directory or an experiment")
-    with local_run_dir(run_dir or plan.experiment.resolved_run_dir) as local:
+    if out is not None and is_uri(out):
+        raise NasforgeError(f"--out {out}: expected a local folder (the run directory itself "
+                            "is where a trial goes without --out)")  # fmt: skip
+    with local_run_dir(run_dir or plan.experiment.resolved_run_dir, skip=TRAINING_FOLDERS) as local:
         result = _export(local, number, fmt, plan, Path(out) if out else None)
         result.arch_file = durable(Path(result.arch_file))
         if result.model_file is not None:

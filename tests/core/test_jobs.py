@@ -250,11 +250,14 @@ def test_a_run_that_would_lose_its_results_with_the_job_is_refused(tmp_path, cap
     monkeypatch.setenv("NASFORGE_RUN_ROOT", "s3://bucket/runs")
     cnn.pop("run_dir")
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(cnn))
-    assert refusal() == [
+    impossible = [
         f"error: {tmp_path / 'exp.yaml'}: the study would be a file (study.db) in the cloud "
-        "run directory, and a study file cannot live there: set NASFORGE_STORAGE to a "
-        "database the cluster shares (PostgreSQL), or pass --scratch for a throw-away run"
+        "run directory, where a study file cannot live: set NASFORGE_STORAGE to a database "
+        "the cluster shares (PostgreSQL)"
     ]
+    assert refusal() == impossible and refusal("--scratch") == impossible  # cannot run at all
+    monkeypatch.setenv("NASFORGE_STORAGE", "sqlite:///study.db")  # relative: the job's folder
+    assert "the study would be SQLite at study.db, inside the job's working" in refusal()[0]
     monkeypatch.setenv("NASFORGE_STORAGE", "postgresql://nasforge@db.internal/nasforge")
     assert "cannot reach" in refusal()[0]
 

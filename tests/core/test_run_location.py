@@ -23,7 +23,7 @@ import yaml
 from tiny_cnn import tiny_experiment
 
 from nasforge.cli import main
-from nasforge.engine.run_location import local_run_dir, sync
+from nasforge.engine.run_location import durable, local_run_dir, ray_storage, sync
 from nasforge.errors import ConfigError, NasforgeError, StudyError
 from nasforge.experiment import RUN_ROOT_ENV, is_uri, join_uri, parse_experiment
 
@@ -77,14 +77,34 @@ def test_a_mirror_uploads_what_changed_and_a_second_one_sees_it(s3):
         assert (fresh / "sub" / "b.bin").read_bytes() == b"\0" * 10
 
 
-def test_an_unreachable_bucket_is_one_clear_error_naming_it_without_its_query():
-    uri = "s3://no-such-bucket/x?endpoint_override=127.0.0.1:9&scheme=http&region=us-east-1"
-    with (
-        pytest.raises(NasforgeError, match="run directory s3://no-such-bucket/x: cannot") as info,
-        local_run_dir(uri),
-    ):
+def _enter(uri: str) -> None:
+    with local_run_dir(uri):
         pass
-    assert "endpoint_override" not in str(info.value)
+
+
+def test_a_missing_bucket_or_a_credential_in_the_uri_is_one_clear_error(s3):
+    missing = s3.uri().replace(s3.bucket, "no-such-bucket")
+    with pytest.raises(NasforgeError, match=r"bucket 'no-such-bucket' does not exist") as info:
+        _enter(missing)
+    assert "endpoint_override" not in str(info.value)  # messages drop the query
+    for uri in ("s3://AKIA123:hunter2@bucket/x", f"{missing}&secret_key=hunter2"):
+        with pytest.raises(NasforgeError, match="credential") as info:
+            _enter(uri)
+        assert "hunter2" not in str(info.value)
+    assert not list(Path(tempfile.gettempdir()).glob("nasforge-run-*"))
+
+
+def test_a_mirror_behind_a_symbolic_link_still_sends_ray_to_the_bucket(s3, tmp_path, monkeypatch):
+    """macOS's temporary folder is behind a link (/var -> /private/var): Ray's storage must
+    still be the bucket, or its checkpoints would land in the mirror and be lost."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "link"))
+    uri = s3.uri()
+    with local_run_dir(uri) as local:
+        path, filesystem = ray_storage(local / "supernet" / "ray")
+        assert filesystem is not None and path.endswith("/supernet/ray")
+        assert durable(local / "pareto.csv") == uri.split("?")[0] + "/pareto.csv"
 
 
 @pytest.fixture(scope="module")

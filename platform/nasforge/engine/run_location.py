@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -29,11 +30,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..errors import NasforgeError
-from ..experiment import is_uri, join_uri
+from ..experiment import CREDENTIAL_IN_URI, is_uri, join_uri, local_path, url_has_password
 
 log = logging.getLogger(__name__)
+
+#: folders a command that only reads a run (report, export, dashboard) does not download:
+#: every sweep recipe's and every standalone fidelity run's checkpoints
+TRAINING_FOLDERS = ("supernet/sweep", "fidelity/runs")
 
 #: names of the folders Ray Train and Ray Tune keep at the URI themselves (``supernet/ray``,
 #: ``tune``, a training trial's ``ray``): never mirrored
@@ -41,33 +47,46 @@ RAY_FOLDERS = frozenset({"ray", "tune"})
 
 
 def open_location(location: str, what: str = "run directory") -> tuple[Any, str]:
-    """``(pyarrow filesystem, path in it)`` for a URI or a local path."""
+    """``(pyarrow filesystem, path in it)`` for a URI or a local path. A URI that carries a
+    credential (``user:secret@``, ``secret_key=``…) is refused: credentials come from the
+    environment, so they never reach logs, Ray's configs or pickles."""
     import pyarrow.fs as pafs
 
     if not is_uri(location):
-        return pafs.LocalFileSystem(), str(Path(location).resolve())
+        return pafs.LocalFileSystem(), str(Path(local_path(location)).resolve())
+    if url_has_password(location) or urlsplit(location).username:
+        raise NasforgeError(f"{what} {_masked(location)}: {CREDENTIAL_IN_URI}")
     try:
         return pafs.FileSystem.from_uri(location)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise NasforgeError(f"{what} {_masked(location)}: cannot open it: {first}") from None
+        raise NasforgeError(f"{what} {_masked(location)}: cannot open it: {_first(exc)}") from None
 
 
 def _masked(uri: str) -> str:
-    return uri.split("?", 1)[0]
+    """``uri`` without its query or user part, for messages."""
+    parts = urlsplit(uri)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @dataclass
 class Mirror:
     """A cloud run directory's local working copy: ``uri``, its pyarrow ``fs`` and ``root``
-    path there, the local folder ``local``, and each file's ``(size, mtime_ns)`` as last
-    downloaded or uploaded (a file whose stamp differs has changed since)."""
+    path there, the local folder ``local``, and each file's stamp ``(size, mtime_ns, inode)``
+    as last downloaded or uploaded (a file whose stamp differs has changed since); ``skip``:
+    folders (relative paths) left out of the download."""
 
     uri: str
     fs: Any
     root: str
     local: Path
-    synced: dict[str, tuple[int, int]] = field(default_factory=dict)
+    synced: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    skip: tuple[str, ...] = ()
     users: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -80,7 +99,7 @@ class Mirror:
         count = 0
         for info in infos:
             rel = info.path[len(self.root) :].lstrip("/")
-            if info.type != pafs.FileType.File or _ray_owned(rel):
+            if info.type != pafs.FileType.File or _ray_owned(rel) or _under(rel, self.skip):
                 continue
             target = self.local / rel
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -114,17 +133,25 @@ def _ray_owned(rel: str) -> bool:
     return any(part in RAY_FOLDERS for part in rel.split("/")[:-1])
 
 
-def _stamp(path: Path) -> tuple[int, int]:
+def _under(rel: str, folders: tuple[str, ...]) -> bool:
+    return any(rel.startswith(folder.rstrip("/") + "/") for folder in folders)
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
     st = path.stat()
-    return st.st_size, st.st_mtime_ns
+    return st.st_size, st.st_mtime_ns, st.st_ino
 
 
-def _files(root: Path) -> Iterator[tuple[str, tuple[int, int]]]:
+#: file names never uploaded: locks and files still being written (``.x.tmp``, ``x.partial``)
+_UNFINISHED = re.compile(r"^\.|\.(lock|partial|tmp)$")
+
+
+def _files(root: Path) -> Iterator[tuple[str, tuple[int, int, int]]]:
     """``(relative path, stamp)`` of every finished file under ``root`` (not the run lock,
     not a temporary file an atomic write has not renamed yet)."""
     for folder, _, names in os.walk(root):
         for name in sorted(names):
-            if name.startswith("."):
+            if _UNFINISHED.search(name):
                 continue
             path = Path(folder, name)
             with contextlib.suppress(FileNotFoundError):  # replaced while we walk
@@ -136,35 +163,28 @@ _mirrors_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def local_run_dir(run_dir: str | Path) -> Iterator[Path]:
+def local_run_dir(run_dir: str | Path, *, skip: tuple[str, ...] = ()) -> Iterator[Path]:
     """The run directory as a local folder for the length of the block.
 
-    A path is yielded as it is. A URI is mirrored (see the module doc): its files
-    are downloaded on entry, changed files uploaded on exit — also when the block raises —
-    and the mirror removed once uploaded. Entering the same URI again inside the block
-    yields the same mirror. An upload that fails keeps the mirror and names it."""
+    A path is yielded as it is. A URI is mirrored (see the module doc): its files are
+    downloaded on entry (but those under the ``skip`` folders, which a read-only command
+    does not need), changed files uploaded on exit — also when the block raises — and the
+    mirror removed once uploaded. Entering the same URI again inside the block yields the
+    same mirror. An upload that fails keeps the mirror and names it."""
     if not is_uri(run_dir):
-        yield Path(run_dir)  # as given: what is printed reads as the user wrote it
+        yield local_path(run_dir)  # as given: what is printed reads as the user wrote it
         return
     uri = str(run_dir)
     with _mirrors_lock:
         mirror = _mirrors.get(uri)
         if mirror is None:
-            fs, root = open_location(uri)
-            local = Path(tempfile.mkdtemp(prefix="nasforge-run-"))
-            mirror = Mirror(uri, fs, root.rstrip("/"), local)
-            try:
-                pulled = mirror.pull()
-            except Exception as exc:
-                shutil.rmtree(local, ignore_errors=True)
-                raise NasforgeError(
-                    f"run directory {_masked(uri)}: cannot read it: {exc}"
-                ) from None
-            log.info("run directory %s: %d files mirrored in %s", _masked(uri), pulled, local)
+            mirror = _open_mirror(uri, skip)
             _mirrors[uri] = mirror
         mirror.users += 1
+    failed = True
     try:
         yield mirror.local
+        failed = False
     finally:
         with _mirrors_lock:
             mirror.users -= 1
@@ -172,17 +192,54 @@ def local_run_dir(run_dir: str | Path) -> Iterator[Path]:
             if last:
                 del _mirrors[uri]
         if last:
-            _close(mirror)
+            _close(mirror, failed)
 
 
-def _close(mirror: Mirror) -> None:
+def _open_mirror(uri: str, skip: tuple[str, ...]) -> Mirror:
+    import pyarrow.fs as pafs
+
+    fs, root = open_location(uri)
+    root = root.rstrip("/")
+    bucket = root.split("/", 1)[0]
+    try:
+        missing = fs.get_file_info(bucket).type == pafs.FileType.NotFound
+    except Exception as exc:
+        raise NasforgeError(
+            f"run directory {_masked(uri)}: cannot reach it: {_first(exc)}"
+        ) from None
+    if missing:
+        raise NasforgeError(
+            f"run directory {_masked(uri)}: the bucket '{bucket}' does not exist (or these "
+            "credentials cannot see it): create it first"
+        )
+    # resolved: a temporary folder behind a symbolic link (macOS's /var) is still found
+    local = Path(tempfile.mkdtemp(prefix="nasforge-run-")).resolve()
+    mirror = Mirror(uri, fs, root, local, skip=skip)
+    try:
+        pulled = mirror.pull()
+    except Exception as exc:
+        shutil.rmtree(local, ignore_errors=True)
+        raise NasforgeError(
+            f"run directory {_masked(uri)}: cannot read it: {_first(exc)}"
+        ) from None
+    log.info("run directory %s: %d files mirrored in %s", _masked(uri), pulled, local)
+    return mirror
+
+
+def _close(mirror: Mirror, failed: bool) -> None:
+    """Upload what changed and remove the mirror; an upload that fails keeps the mirror and
+    says where — as the error, or beside the block's own error when the block failed."""
     try:
         mirror.push()
     except Exception as exc:
-        raise NasforgeError(
-            f"run directory {_masked(mirror.uri)}: uploading its files failed ({exc}); "
+        message = (
+            f"run directory {_masked(mirror.uri)}: uploading its files failed ({_first(exc)}); "
             f"they are kept in {mirror.local}"
-        ) from None
+        )
+        if failed:
+            log.error("%s", message)  # the block's own error is the one raised
+            return
+        raise NasforgeError(message) from None
     shutil.rmtree(mirror.local, ignore_errors=True)
 
 
@@ -201,8 +258,13 @@ def sync(local: Path) -> None:
     """Upload now what changed in the mirror ``local`` belongs to (nothing for a path):
     a finished epoch, the trained weights, a report become visible at the URI at once."""
     found = _mirror_of(local)
-    if found is not None:
+    if found is None:
+        return
+    try:
         found[0].push()
+    except Exception as exc:  # a passing outage: the next sync, or the end, uploads it
+        log.warning("run directory %s: upload failed (%s); retried later",
+                    _masked(found[0].uri), _first(exc))  # fmt: skip
 
 
 def fetch(local: Path) -> None:

@@ -9,7 +9,6 @@ Tune's own experiment state lags the study and would re-report finished trials.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -26,13 +25,13 @@ from ..free_metrics import FreeMetrics, build_sampler
 from ..plan import Plan
 from .plain import check_plain
 from .record import StudyRecord
-from .run_location import local_run_dir, ray_storage
+from .run_location import local_run_dir, ray_storage, sync
 from .runtime import RunLock, check_resources, ray_init
 from .searcher import Progress, StudySearcher
 from .storage import mask_url
 from .study import Recovered, open_study, recover, resume_seed
 from .warm_start import WarmStart
-from .weights import put_supernet_weights
+from .weights import put_supernet_weights, save_json_atomic
 from .worker import evaluate_trial
 
 log = logging.getLogger(__name__)
@@ -159,7 +158,8 @@ def _searching(opening: Future[OpenSearch]) -> bool:
 def _open_search(plan: Plan, run_dir: Path, show_progress: bool) -> OpenSearch:
     """Open (or resume) the study and build the searcher that drives it (in a thread)."""
     study, url = open_study(plan, run_dir)
-    (run_dir / "experiment.json").write_text(json.dumps(plan.to_json(), indent=2))
+    save_json_atomic(plan.to_json(), run_dir / "experiment.json")
+    sync(run_dir)  # a cloud run says what it is at once (`nasforge report URI` works)
     recovered = recover(study, plan)
     spec = plan.experiment.search
     if recovered.complete >= spec.n_trials:

@@ -24,7 +24,7 @@ from .fit import fit_on_ray_train, trainer_workers
 from .run_location import durable, local_run_dir, sync
 from .runtime import RunLock, check_resources, ray_init
 from .sweep import run_sweep
-from .weights import EpochLog, final_weights, save_atomic, supernet_dir
+from .weights import EpochLog, final_weights, save_atomic, save_json_atomic, supernet_dir
 
 
 @dataclass
@@ -77,15 +77,15 @@ def _run_training(plan: Plan, run_dir: Path, progress: bool) -> TrainSummary:
             meta = json.loads(meta_path.read_text())
             if meta.get("fingerprint") != fingerprint:
                 raise NasforgeError(
-                    f"{folder}: holds a supernet trained with a different space, task or "
+                    f"{durable(folder)}: holds a supernet trained with a different space, task or "
                     "trainer; use another run directory (or delete it to retrain)"
                 )
             return TrainSummary(
                 durable(final_weights(run_dir)), meta["epochs"], None, 0.0, skipped=True
             )
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "train.json").write_text(
-            json.dumps({"fingerprint": fingerprint, **spec.model_dump(mode="json")}, indent=2)
+        save_json_atomic(
+            {"fingerprint": fingerprint, **spec.model_dump(mode="json")}, folder / "train.json"
         )
         num_workers, use_gpu = trainer_workers(plan)
         field = "train.options.num_workers"
@@ -95,7 +95,7 @@ def _run_training(plan: Plan, run_dir: Path, progress: bool) -> TrainSummary:
         check_resources(
             num_workers, num_workers if use_gpu else 0, field, f"training on {num_workers} workers"
         )
-        (run_dir / "experiment.json").write_text(json.dumps(plan.to_json(), indent=2))
+        save_json_atomic(plan.to_json(), run_dir / "experiment.json")
         epochs_seen: list[dict[str, Any]] = []
         log = EpochLog(folder / "metrics.jsonl")
 
@@ -118,7 +118,7 @@ def _run_training(plan: Plan, run_dir: Path, progress: bool) -> TrainSummary:
         epochs = int(state.get("epoch", len(epochs_seen)))
         first = epochs_seen[0].get("epoch") if epochs_seen else None
         meta = {"fingerprint": fingerprint, "epochs": epochs, "metrics": metrics}
-        meta_path.write_text(json.dumps(meta, indent=2, default=float))
+        save_json_atomic(meta, meta_path)
         sync(run_dir)
         resumed = int(first) - 1 if first is not None and int(first) > 1 else None
         weights = durable(final_weights(run_dir))

@@ -28,6 +28,7 @@ from ..plan import Plan
 from .fit import fit_in_process, fit_on_ray_train
 from .plain import check_plain
 from .run_location import local_run_dir, location_of, ray_storage, sync
+from .weights import STATE_FILE, save_atomic
 from .worker import Evaluator
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ def _train_job(
             # the trial itself holds a sliver of a CPU: its workers take the rest of theirs
             cpus_per_worker=1.0 - DRIVER_CPU / workers,
         )
+        save_atomic(state, folder / STATE_FILE)  # where a sweep finds the trained recipe
     result: dict[str, Any] = {
         **last,  # the last epoch's metrics (schedulers check every result has theirs)
         "kind": "done",
