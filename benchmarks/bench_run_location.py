@@ -3,7 +3,7 @@ bucket (``moto``'s server on 127.0.0.1, as in the tests), alternated in one proc
 
 Two runs, each ``--repeats`` times per location, every repeat in a fresh run directory:
 
-- ``search``: the Cora example (tables, no training; 60 trials) — the mirror's download and
+- ``search``: the Cora example (tables, no training; 300 trials) — the mirror's download and
   upload of the run's small files and Ray Tune's state written to the bucket;
 - ``train``: the tiny CNN of the tests (2 Ray Train workers, 2 epochs) plus its 6-trial
   search — Ray Train's checkpoints to the bucket, each epoch's metrics and the trained
