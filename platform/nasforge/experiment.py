@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -215,7 +216,7 @@ class Experiment(_Model):
     @field_validator("run_dir")
     @classmethod
     def _run_dir_without_credentials(cls, value: str | None) -> str | None:
-        if value is not None and is_uri(value) and url_has_password(value):
+        if value is not None and is_uri(value) and uri_has_credential(value):
             raise ValueError(CREDENTIAL_IN_URI)
         return value
 
@@ -232,7 +233,7 @@ class Experiment(_Model):
             return Path("runs") / self.name
         if not is_uri(root):
             return Path(root).expanduser() / self.name
-        if url_has_password(root):
+        if uri_has_credential(root):
             raise ConfigError(RUN_ROOT_ENV, CREDENTIAL_IN_URI)
         return join_uri(root, self.name)
 
@@ -242,6 +243,12 @@ CREDENTIAL_IN_URI = (
     "a credential does not belong in a run directory URI: give it through the environment "
     "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS, …)"
 )
+
+
+def uri_has_credential(uri: str) -> bool:
+    """Whether a run directory URI carries a credential: a user (``user@``, ``user:secret@``)
+    or a secret in its query (``secret_key=``…)."""
+    return url_has_password(uri) or bool(urlsplit(uri).username)
 
 
 def is_uri(run_dir: str | Path) -> bool:

@@ -220,16 +220,16 @@ def impossible_run(plan: Plan) -> str | None:
     """Why a job of ``plan`` cannot run at all (``--scratch`` or not), or ``None``: a study
     file (the SQLite default, a relative journal) in a cloud run directory, where a study
     file cannot live."""
-    from .engine.storage import STUDY_FILE, requested_storage
+    from .engine.storage import STUDY_FILE, requested_storage, storage_file
     from .experiment import is_uri
 
     experiment = plan.experiment
-    url = requested_storage(experiment.search.storage)
     if not is_uri(experiment.resolved_run_dir):
         return None
-    if url is None or (
-        url.startswith("journal:") and not Path(url[len("journal:") :]).is_absolute()
-    ):
+    url = requested_storage(experiment.search.storage)
+    run_dir = Path("/RUN_DIR")  # stands for the run directory: where storage_file puts files
+    study = run_dir / STUDY_FILE if url is None else storage_file(url, run_dir)
+    if study is not None and run_dir in study.parents:
         what = STUDY_FILE if url is None else url
         return (
             f"the study would be a file ({what}) in the cloud run directory, where a study file "

@@ -56,9 +56,9 @@ def export_trial(
                             "is where a trial goes without --out)")  # fmt: skip
     with local_run_dir(run_dir or plan.experiment.resolved_run_dir, skip=TRAINING_FOLDERS) as local:
         result = _export(local, number, fmt, plan, Path(out) if out else None)
-        result.arch_file = durable(Path(result.arch_file))
+        result.arch_file = durable(result.arch_file)
         if result.model_file is not None:
-            result.model_file = durable(Path(result.model_file))
+            result.model_file = durable(result.model_file)
         return result
 
 

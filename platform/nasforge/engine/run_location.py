@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import NasforgeError
-from ..experiment import CREDENTIAL_IN_URI, is_uri, join_uri, local_path, url_has_password
+from ..experiment import CREDENTIAL_IN_URI, is_uri, join_uri, local_path, uri_has_credential
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,8 @@ def open_location(location: str, what: str = "run directory") -> tuple[Any, str]
     import pyarrow.fs as pafs
 
     if not is_uri(location):
-        return pafs.LocalFileSystem(), str(Path(local_path(location)).resolve())
-    if url_has_password(location) or urlsplit(location).username:
+        return pafs.LocalFileSystem(), str(local_path(location).resolve())
+    if uri_has_credential(location):
         raise NasforgeError(f"{what} {_masked(location)}: {CREDENTIAL_IN_URI}")
     try:
         return pafs.FileSystem.from_uri(location)
@@ -101,13 +101,19 @@ class Mirror:
             rel = info.path[len(self.root) :].lstrip("/")
             if info.type != pafs.FileType.File or _ray_owned(rel) or _under(rel, self.skip):
                 continue
-            target = self.local / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            pafs.copy_files(info.path, str(target), source_filesystem=self.fs,
-                            destination_filesystem=pafs.LocalFileSystem())  # fmt: skip
-            self.synced[rel] = _stamp(target)
+            self.download(rel)
             count += 1
         return count
+
+    def download(self, rel: str) -> None:
+        """Copy file ``rel`` from the URI over the local one, and stamp it as synced."""
+        import pyarrow.fs as pafs
+
+        target = self.local / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pafs.copy_files(f"{self.root}/{rel}", str(target), source_filesystem=self.fs,
+                        destination_filesystem=pafs.LocalFileSystem())  # fmt: skip
+        self.synced[rel] = _stamp(target)
 
     def push(self) -> list[str]:
         """Upload every file that changed since it was last synced; returns their paths."""
@@ -277,14 +283,10 @@ def fetch(local: Path) -> None:
     import pyarrow.fs as pafs
 
     mirror, rel = found
-    source = f"{mirror.root}/{rel}"
-    if mirror.fs.get_file_info(source).type != pafs.FileType.File:
+    if mirror.fs.get_file_info(f"{mirror.root}/{rel}").type != pafs.FileType.File:
         return
     with mirror.lock:
-        local.parent.mkdir(parents=True, exist_ok=True)
-        pafs.copy_files(source, str(local), source_filesystem=mirror.fs,
-                        destination_filesystem=pafs.LocalFileSystem())  # fmt: skip
-        mirror.synced[rel] = _stamp(local)
+        mirror.download(rel)
 
 
 def ray_storage(local: Path) -> tuple[str, Any]:
